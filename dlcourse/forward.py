@@ -102,12 +102,11 @@ def q_posterior(x_t: torch.Tensor, x_0: torch.Tensor, t, schedule: NoiseSchedule
     """
     t = _per_sample("x_t", x_t, t, schedule)
     check_tensor("x_0", x_0, shape=x_t.shape)
-    beta = expand_like(schedule.betas[t], x_t)
-    alpha = expand_like(schedule.alphas[t], x_t)
-    ab = expand_like(schedule.alphas_cumprod[t], x_t)
-    ab_prev = expand_like(schedule.alphas_cumprod_prev[t], x_t)
-    mean = (ab_prev.sqrt() * beta / (1 - ab)) * x_0 + (alpha.sqrt() * (1 - ab_prev) / (1 - ab)) * x_t
-    variance = (1 - ab_prev) / (1 - ab) * beta
+    # the coefficients are precomputed in float64 by the schedule
+    coef1 = expand_like(schedule.posterior_mean_coef1[t], x_t)
+    coef2 = expand_like(schedule.posterior_mean_coef2[t], x_t)
+    mean = coef1 * x_0 + coef2 * x_t
+    variance = expand_like(schedule.posterior_variance[t], x_t)
     return mean, variance
 
 

@@ -35,6 +35,9 @@ class NoiseSchedule:
         alphas_cumprod: (T,) ``alpha_bar_t = prod_{s<=t} alphas[s]``.
         alphas_cumprod_prev: (T,) ``alpha_bar_{t-1}``, with 1 at t = 0.
         log_snr: (T,) ``log(alpha_bar_t / (1 - alpha_bar_t))``.
+        posterior_variance: (T,) ``beta_tilde_t`` of q(x_{t-1} | x_t, x_0).
+        posterior_mean_coef1, posterior_mean_coef2: (T,) the weights of x_0 and
+            x_t in that posterior's mean (see ``dlcourse.forward.q_posterior``).
     """
 
     betas: torch.Tensor
@@ -43,6 +46,9 @@ class NoiseSchedule:
     alphas_cumprod: torch.Tensor = field(init=False, repr=False)
     alphas_cumprod_prev: torch.Tensor = field(init=False, repr=False)
     log_snr: torch.Tensor = field(init=False, repr=False)
+    posterior_variance: torch.Tensor = field(init=False, repr=False)
+    posterior_mean_coef1: torch.Tensor = field(init=False, repr=False)
+    posterior_mean_coef2: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self):
         betas = check_tensor("betas", self.betas, ndim=1, floating=True)
@@ -62,6 +68,10 @@ class NoiseSchedule:
         set_(self, "alphas_cumprod", alphas_cumprod.float())
         set_(self, "alphas_cumprod_prev", prev.float())
         set_(self, "log_snr", (alphas_cumprod.log() - (-alphas_cumprod).log1p()).float())
+        # Ho et al. 2020, eq. 7, in float64: 1 - alpha_bar_t is tiny at small t
+        set_(self, "posterior_variance", ((1 - prev) / (1 - alphas_cumprod) * betas).float())
+        set_(self, "posterior_mean_coef1", (prev.sqrt() * betas / (1 - alphas_cumprod)).float())
+        set_(self, "posterior_mean_coef2", (alphas.sqrt() * (1 - prev) / (1 - alphas_cumprod)).float())
 
     @property
     def T(self) -> int:
