@@ -61,7 +61,7 @@ def test_posterior_matches_formula_and_bayes():
     for i, ti in enumerate(t.tolist()):
         b, a, ab = betas[ti], 1 - betas[ti], alpha_bar[ti]
         ab_prev = alpha_bar[ti - 1] if ti > 0 else torch.tensor(1.0, dtype=torch.float64)
-        m = ab_prev.sqrt() * b / (1 - ab) * x_0[i] + a.sqrt() * (1 - ab_prev) / (1 - ab) * x_t[i]
+        m = ab_prev.sqrt() * b / (1 - ab) * x_0[i].double() + a.sqrt() * (1 - ab_prev) / (1 - ab) * x_t[i].double()
         assert torch.allclose(mean[i].double(), m, atol=1e-5)
         assert var[i].item() == pytest.approx(((1 - ab_prev) / (1 - ab) * b).item(), rel=1e-5)
     assert var[0].item() == 0 and torch.allclose(mean[0], x_0[0], atol=1e-4)

@@ -92,7 +92,7 @@ def _distance(label: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     if name == "circle":
         return torch.sqrt(u**2 + v**2) - 1.0
     if name == "square":
-        return torch.maximum(u.abs(), v.abs()) - 0.85
+        return torch.maximum(u.abs(), v.abs()) - 0.9
     if name == "triangle":                       # apex (0, -1) at the top, base at v = 0.85
         slope = 1.85                             # the sides are |u| * 1.85 = v + 1
         side = (slope * u.abs() - v - 1.0) / (slope**2 + 1) ** 0.5
