@@ -6,14 +6,16 @@ the top left") and an edge map of its outline (for ControlNet). Nothing is
 downloaded: the images are drawn with a few array operations, deterministically for a
 seed, and 10,000 of them at 16 x 16 take well under a second.
 
-Drawing: every shape is a test "is this point inside?" on a grid 4 times finer than
-the image (supersampling); averaging each 4 x 4 block of answers gives the fraction of
-the pixel the shape covers, which makes the edges smooth (anti-aliased).
+Drawing: every shape is a signed distance to its outline (negative inside), evaluated
+on a grid 4 times finer than the image (supersampling). Averaging "is it inside?" over
+each 4 x 4 block gives the fraction of the pixel the shape covers, which makes the
+edges smooth (anti-aliased); averaging "is it within half a pixel of the outline?"
+the same way gives the edge map.
 
 Example:
     >>> data = make_shapes(1000, size=16, seed=0)
     >>> data.images.shape, data.captions[0]
-    (torch.Size([1000, 3, 16, 16]), 'a large cyan cross on the right')
+    (torch.Size([1000, 3, 16, 16]), 'a large green circle at the top right')
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class ShapesData:
         scales: (n,) int64, index into ``SCALE_NAMES`` (small or large).
         positions: (n,) int64, index into ``POSITION_NAMES`` (row * 3 + column).
         captions: n strings such as "a small red circle at the top left".
-        edges: (n, 1, size, size) float32 in [-1, 1]; +1 on the outline, -1 elsewhere.
+        edges: (n, 1, size, size) float32 in [-1, 1]; +1 on the outline (a band one
+            pixel wide, anti-aliased), -1 elsewhere.
         masks: (n, 1, size, size) float32 in [0, 1]; the fraction of each pixel the
             shape covers (a coverage map, not an image).
         centers: (n, 2) float32, the shape's centre (x, y) in pixels from the top left.
@@ -166,7 +169,7 @@ def make_shapes(n: int, size: int = 16, seed: int = 0) -> ShapesData:
     centers = lo[:, None] + (1 - 2 * lo[:, None]) * xy / 2 + jitter
     centers = torch.minimum(torch.maximum(centers, lo[:, None]), 1 - lo[:, None])
 
-    chunk = max(1, 2**22 // (size * _SUPERSAMPLE) ** 2)             # bound the memory used
+    chunk = max(1, 2**20 // (size * _SUPERSAMPLE) ** 2)             # bound the memory used
     parts = [_render(labels[i:i + chunk], centers[i:i + chunk], radii[i:i + chunk], size)
              for i in range(0, n, chunk)]
     masks = torch.cat([c for c, _ in parts])                        # (n, 1, size, size)

@@ -1,0 +1,36 @@
+# dlcourse: two commands get you going.
+#   make lab    set everything up and open the course in JupyterLab
+#   make test   set everything up and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup lab test test-fast notebooks clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+# Copies the student notebooks into work/ (never overwriting your own copies), then opens JupyterLab there.
+lab: setup
+	$(BIN)/python -m dlcourse.workspace notebooks work
+	$(BIN)/jupyter lab work
+
+test: setup
+	$(BIN)/python -m pytest
+
+# Package unit tests only (no notebook execution), for a quick check while editing.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not notebooks"
+
+# Regenerates the student notebooks in notebooks/ from the sources in solutions/ with nbgrader.
+notebooks: setup
+	$(BIN)/python -m dlcourse.release
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

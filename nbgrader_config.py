@@ -1,0 +1,26 @@
+"""nbgrader configuration for the course (the repository is the course directory).
+
+- ``solutions/NN_topic/NN_topic.ipynb``: source notebooks (solutions and hidden tests)
+- ``notebooks/NN_topic/NN_topic.ipynb``: student versions, made by ``make notebooks``
+- ``submitted/``, ``autograded/``, ``feedback/``, ``gradebook.db``: created while grading
+"""
+
+c = get_config()  # noqa: F821 - provided by nbgrader
+
+c.CourseDirectory.course_id = "dlcourse"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__"]
+
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Grading must finish whatever the submission does. nbgrader runs notebooks in
+# fast mode (it sets NBGRADER_EXECUTION, which dlcourse reads), so a cell that
+# takes longer than this is stuck: it is interrupted and grading goes on.
+c.Execute.timeout = 120
+c.Execute.interrupt_on_timeout = True
+# A test cell the student deleted scores zero and is flagged for manual grading.
+# (nbgrader can put deleted test cells back, OverwriteCells.add_missing_cells, but
+# in 0.9 that crashes the submission's grading when the solution cell before the
+# test was deleted too, so it stays off.)

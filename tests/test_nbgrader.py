@@ -1,0 +1,138 @@
+"""The nbgrader round trip, in a temporary course directory.
+
+Regenerated student notebooks equal the committed ones and carry no solution or
+hidden test; the solutions autograde to full marks; untouched releases to zero;
+one wrong, raising, looping or deleted exercise costs exactly its own points.
+"""
+
+import shutil
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from dlcourse.release import generate
+from nbtools import (HIDDEN_RE, ROOT, SOLUTION_RE, SOLUTIONS, exercises, filled, nbgrader, nbgrader_meta, points)
+
+pytestmark = pytest.mark.notebooks
+
+NAMES = [p.stem for p in SOLUTIONS]
+CELL_TIMEOUT = 30  # seconds; a looping cell is interrupted after this
+
+
+def _normalise(nb):
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        cell.pop("id", None)
+    return nb
+
+
+def test_committed_notebooks_are_in_sync(tmp_path):
+    generate(ROOT, out=tmp_path)
+    for name in NAMES:
+        fresh = nbformat.read(tmp_path / name / f"{name}.ipynb", as_version=4)
+        committed_path = ROOT / "notebooks" / name / f"{name}.ipynb"
+        assert committed_path.exists(), f"{committed_path} is missing: run `make notebooks`"
+        committed = nbformat.read(committed_path, as_version=4)
+        assert _normalise(fresh) == _normalise(committed), (
+            f"notebooks/{name} is out of date with solutions/{name}: run `make notebooks` and commit")
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_student_notebooks_hold_no_solutions_or_hidden_tests(path):
+    source = nbformat.read(path, as_version=4)
+    student = nbformat.read(ROOT / "notebooks" / path.stem / path.name, as_version=4)
+    text = "\n".join(c.source for c in student.cells)
+    code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
+    assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+    secrets = []
+    for cell in source.cells:
+        for block in SOLUTION_RE.findall(cell.source) + HIDDEN_RE.findall(cell.source):
+            secrets += [line.strip() for line in block.splitlines()
+                        if len(line.strip()) > 25 and "###" not in line]
+    student_lines = {line.strip() for line in text.splitlines()}
+    leaked = [line for line in secrets if line in student_lines]
+    assert not leaked, f"solution or hidden-test lines in notebooks/{path.stem}: {leaked[:3]}"
+    assert code.count("raise NotImplementedError()") == len(exercises(source))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Autograde a set of submissions; returns ``{(student, assignment): {grade_id: score}}``."""
+    course = tmp_path_factory.mktemp("course")
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    for path in SOLUTIONS:
+        shutil.copytree(path.parent, course / "solutions" / path.stem)
+        nbgrader("generate_assignment", path.stem, "--force", cwd=course)
+    src = {p.stem: nbformat.read(p, as_version=4) for p in SOLUTIONS}
+    rel = {n: nbformat.read(course / "notebooks" / n / f"{n}.ipynb", as_version=4) for n in NAMES}
+
+    submissions = {}
+    for n in NAMES:
+        submissions[("solutions", n)] = filled(rel[n], src[n])
+        submissions[("blank", n)] = rel[n]
+    # the partial-credit cases, on the first notebook with at least three exercises
+    target = next(n for n in NAMES if len(exercises(src[n])) >= 3)
+    ids = [sol for sol, _ in exercises(src[target])]
+    test_of = dict(exercises(src[target]))
+    submissions[("one_wrong", target)] = filled(rel[target], src[target], wrong=ids[0])
+    submissions[("raises", target)] = filled(rel[target], src[target], raising=ids[1])
+    submissions[("loops", target)] = filled(rel[target], src[target], looping=ids[2])
+    # deleting a test cell or a solution cell costs that exercise's points, and grading still finishes
+    submissions[("deleted", target)] = filled(rel[target], src[target], delete={test_of[ids[0]][0], ids[1]})
+    for (student, n), nb in submissions.items():
+        folder = course / "submitted" / student / n
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, folder / f"{n}.ipynb")
+
+    for n in NAMES:
+        nbgrader("autograde", n, "--force", f"--Execute.timeout={CELL_TIMEOUT}", cwd=course)
+    scores, flagged = {}, {}
+    with Gradebook(f"sqlite:///{course}/gradebook.db") as gb:
+        for (student, n) in submissions:
+            notebook = gb.find_submission_notebook(n, n, student)
+            scores[(student, n)] = {g.name: g.score for g in notebook.grades if g.max_score > 0}
+            flagged[(student, n)] = {g.name for g in notebook.grades if g.needs_manual_grade}
+    return scores, src, target, ids, test_of, flagged
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_solutions_get_full_marks(graded, name):
+    scores, src, *_ = graded
+    assert scores[("solutions", name)] == points(src[name])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_blank_notebooks_get_zero(graded, name):
+    scores, *_ = graded
+    assert scores[("blank", name)], "no autograded cells found"
+    assert all(score == 0 for score in scores[("blank", name)].values()), scores[("blank", name)]
+
+
+def _lost(scores, src, student, target):
+    full = points(src[target])
+    got = scores[(student, target)]
+    return {gid for gid in full if got.get(gid, 0) != full[gid]}
+
+
+def test_one_wrong_exercise_loses_exactly_its_points(graded):
+    scores, src, target, ids, test_of, _ = graded
+    assert _lost(scores, src, "one_wrong", target) == set(test_of[ids[0]])
+
+
+def test_raising_code_still_grades(graded):
+    scores, src, target, ids, test_of, _ = graded
+    assert _lost(scores, src, "raises", target) == set(test_of[ids[1]])
+
+
+def test_looping_code_is_interrupted_and_grading_finishes(graded):
+    scores, src, target, ids, test_of, _ = graded
+    assert _lost(scores, src, "loops", target) == set(test_of[ids[2]])
+
+
+def test_deleted_cells(graded):
+    scores, src, target, ids, test_of, flagged = graded
+    # the deleted test cell of exercise 1 scores zero and is flagged for the instructor;
+    # the deleted solution of exercise 2 makes its test fail
+    assert _lost(scores, src, "deleted", target) == {test_of[ids[0]][0]} | set(test_of[ids[1]])
+    assert test_of[ids[0]][0] in flagged[("deleted", target)]
