@@ -52,8 +52,8 @@ def test_learning_the_schedule_lowers_loss_variance():
     opt_m = torch.optim.Adam(model.parameters(), 2e-3)
     opt_s = torch.optim.Adam(sched.parameters(), 1e-2)
     opt_fm = torch.optim.Adam(frozen_model.parameters(), 2e-3)
-    for _ in range(400):
-        batch = data[torch.randint(0, 4000, (256,))]
+    for _ in range(200):
+        batch = data[torch.randint(0, 4000, (128,))]
         vdm_step(model, sched, batch, opt_m, opt_s)
         # same denoiser training with the schedule held at its initial shape
         opt_fm.zero_grad()
