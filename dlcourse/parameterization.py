@@ -1,0 +1,150 @@
+"""What the network predicts, and how to convert between the choices.
+
+With ``x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps`` (``ab`` = alpha_bar_t), knowing
+``x_t`` and any one of these determines the others:
+
+    "epsilon"       the noise eps (Ho et al. 2020)
+    "sample"        the clean data x_0
+    "v_prediction"  the velocity v = sqrt(ab) eps - sqrt(1 - ab) x_0 (Salimans & Ho 2022)
+
+(the names are diffusers' ``prediction_type`` values). The score of the noised
+data is a fourth view: ``grad log p(x_t) = -eps / sqrt(1 - ab)`` (Song et al. 2021).
+
+Every conversion is a pure function of tensors. ``alpha_bar`` may be a number, a
+0-d tensor, or one value per example, (B,), which is broadcast over the other
+dimensions of ``x_t``.
+
+Training (``diffusion_loss``) draws ``t`` and ``eps``, makes ``x_t`` and regresses
+the model's output on the chosen target (Ho et al. 2020, Algorithm 1).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .forward import expand_like
+from .schedules import NoiseSchedule
+from .validation import check_choice, check_tensor
+
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+
+
+def _ab(alpha_bar, x: torch.Tensor) -> torch.Tensor:
+    """``alpha_bar`` as a tensor that broadcasts against ``x`` (B, ...)."""
+    if not isinstance(alpha_bar, torch.Tensor):                 # a Python number: keep x's precision
+        alpha_bar = torch.tensor(alpha_bar, dtype=x.dtype, device=x.device)
+    ab = alpha_bar
+    if ab.ndim > 1 or (ab.ndim == 1 and ab.shape[0] != x.shape[0]):
+        raise ValueError(f"alpha_bar: expected a number or shape ({x.shape[0]},) matching the batch, "
+                         f"got shape {tuple(ab.shape)}")
+    return expand_like(ab, x)
+
+
+def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """``x_0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab)``; shapes (B, ...)."""
+    ab = _ab(alpha_bar, x_t)
+    return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+
+def eps_from_x0(x_t: torch.Tensor, x_0: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """``eps = (x_t - sqrt(ab) x_0) / sqrt(1 - ab)``; shapes (B, ...)."""
+    ab = _ab(alpha_bar, x_t)
+    return (x_t - ab.sqrt() * x_0) / (1 - ab).sqrt()
+
+
+def v_from_x0_eps(x_0: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """``v = sqrt(ab) eps - sqrt(1 - ab) x_0`` (Salimans & Ho 2022, sec. 4); shapes (B, ...)."""
+    ab = _ab(alpha_bar, x_0)
+    return ab.sqrt() * eps - (1 - ab).sqrt() * x_0
+
+
+def x0_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """``x_0 = sqrt(ab) x_t - sqrt(1 - ab) v``; shapes (B, ...)."""
+    ab = _ab(alpha_bar, x_t)
+    return ab.sqrt() * x_t - (1 - ab).sqrt() * v
+
+
+def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """``eps = sqrt(1 - ab) x_t + sqrt(ab) v``; shapes (B, ...)."""
+    ab = _ab(alpha_bar, x_t)
+    return (1 - ab).sqrt() * x_t + ab.sqrt() * v
+
+
+def score_from_eps(eps: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """``grad_x log p_t(x) = -eps / sqrt(1 - ab)`` for the eps of an ideal predictor."""
+    return -eps / (1 - _ab(alpha_bar, eps)).sqrt()
+
+
+def eps_from_score(score: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """``eps = -sqrt(1 - ab) * score``, the inverse of ``score_from_eps``."""
+    return -(1 - _ab(alpha_bar, score)).sqrt() * score
+
+
+def to_x0_eps(model_output: torch.Tensor, x_t: torch.Tensor, alpha_bar, prediction_type: str = "epsilon"):
+    """Read a model's output as both ``(x_0, eps)``, whatever it predicts.
+
+    Samplers use this so they work with any prediction type.
+
+    Args:
+        model_output: (B, ...) what the model returned.
+        x_t: (B, ...) its input.
+        alpha_bar: number or (B,) alpha_bar of each example's timestep.
+        prediction_type: "epsilon", "sample" or "v_prediction".
+
+    Returns:
+        ``(x_0, eps)``, each (B, ...).
+    """
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    check_tensor("model_output", model_output, shape=tuple(x_t.shape))
+    if prediction_type == "epsilon":
+        eps = model_output
+        return x0_from_eps(x_t, eps, alpha_bar), eps
+    if prediction_type == "sample":
+        x_0 = model_output
+        return x_0, eps_from_x0(x_t, x_0, alpha_bar)
+    v = model_output
+    return x0_from_v(x_t, v, alpha_bar), eps_from_v(x_t, v, alpha_bar)
+
+
+def prediction_target(x_0: torch.Tensor, eps: torch.Tensor, alpha_bar, prediction_type: str = "epsilon"):
+    """What a model of ``prediction_type`` should output for this ``(x_0, eps)``: (B, ...)."""
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    if prediction_type == "epsilon":
+        return eps
+    if prediction_type == "sample":
+        return x_0
+    return v_from_x0_eps(x_0, eps, alpha_bar)
+
+
+def diffusion_loss(model, x_0: torch.Tensor, schedule: NoiseSchedule, *, prediction_type: str = "epsilon",
+                   cond=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The denoising objective, one Monte-Carlo estimate (Ho et al. 2020, Algorithm 1).
+
+    ``t ~ U{0..T-1}``, ``eps ~ N(0, I)``, ``x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps``,
+    and the mean squared error between ``model(x_t, t, cond)`` and the target of
+    ``prediction_type``, averaged over all elements.
+
+    Args:
+        model: called as ``model(x_t, t, cond)``, see ``dlcourse.models``.
+        x_0: (B, ...) clean data.
+        schedule: the noise schedule.
+        prediction_type: "epsilon", "sample" or "v_prediction".
+        cond: conditioning passed through to the model.
+        generator: draws ``t`` and ``eps`` (on its own device) for reproducibility.
+
+    Returns:
+        Scalar loss tensor.
+    """
+    check_tensor("x_0", x_0, floating=True)
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    B = x_0.shape[0]
+    rng_device = generator.device if generator is not None else x_0.device
+    t = torch.randint(0, schedule.T, (B,), generator=generator, device=rng_device).to(x_0.device)
+    eps = torch.randn(x_0.shape, generator=generator, device=rng_device, dtype=x_0.dtype).to(x_0.device)
+    alpha_bar = schedule.alphas_cumprod.to(x_0.device)[t]                   # (B,)
+    ab = expand_like(alpha_bar, x_0)                                        # (B, 1, ...)
+    x_t = ab.sqrt() * x_0 + (1 - ab).sqrt() * eps
+    target = prediction_target(x_0, eps, alpha_bar, prediction_type)
+    output = model(x_t, t, cond)
+    return F.mse_loss(output.float(), target.float())
