@@ -12,12 +12,7 @@ from dlcourse.checkpoints import build_model, load_checkpoint, model_config, sav
 from dlcourse.models import DiT, DiTConfig, MLPDenoiser, UNet, UNetConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_unet():

@@ -6,6 +6,8 @@ from torch import nn
 
 from dlcourse.learned_schedule import LearnedSchedule, vdm_loss, vdm_step
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class TinyDenoiser(nn.Module):
     def __init__(self):

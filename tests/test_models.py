@@ -12,13 +12,7 @@ from dlcourse.models import DiT, DiTConfig, MLPDenoiser, UNet, UNetConfig, sinco
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize_(model, std=0.1, seed=0):

@@ -6,6 +6,8 @@ import torch
 from dlcourse.samplers import respace, sample_ddpm, timesteps_for
 from dlcourse.schedules import cosine_schedule, linear_schedule
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class ExactGaussianDenoiser(torch.nn.Module):
     """For x_0 ~ N(mu, s^2 I): E[eps | x_t] = sqrt(1-ab) (x_t - sqrt(ab) mu) / (ab s^2 + 1 - ab)."""

@@ -16,13 +16,7 @@ from dlcourse.training import TrainResult, resolve_precision, train
 from dlcourse.device import autocast_dtype
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_data(n=512, seed=0):
