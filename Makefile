@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# JupyterLab refuses to run as root unless asked (containers and Binder often are root)
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test test-fast notebooks clean
 
@@ -18,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 # Copies the student notebooks into work/ (never overwriting your own copies), then opens JupyterLab there.
 lab: setup
 	$(BIN)/python -m dlcourse.workspace notebooks work
-	$(BIN)/jupyter lab work
+	$(BIN)/jupyter lab work $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest
