@@ -55,10 +55,11 @@ def strip_markers(source: str) -> str:
 
 
 def function_name(source: str) -> str:
+    """The name of the first function or class that a solution cell defines."""
     for node in ast.parse(strip_markers(source)).body:
-        if isinstance(node, ast.FunctionDef):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             return node.name
-    raise ValueError("no function definition in the solution cell")
+    raise ValueError("no function or class definition in the solution cell")
 
 
 def filled(release_nb, source_nb, *, wrong: str | None = None, raising: str | None = None,
@@ -77,7 +78,7 @@ def filled(release_nb, source_nb, *, wrong: str | None = None, raising: str | No
             continue
         if is_solution(cell):
             code = strip_markers(answers[grade_id])
-            name = function_name(code)
+            name = function_name(code) if grade_id in (wrong, raising, looping) else None
             if grade_id == wrong:
                 code += (f"\n\n_right_{name} = {name}\n\ndef {name}(*args, **kwargs):\n"
                          f"    out = _right_{name}(*args, **kwargs)\n"

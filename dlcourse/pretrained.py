@@ -1,0 +1,125 @@
+"""The trained models that ship with the course, checked before they are loaded.
+
+    model, info = load_pretrained("shapes16_unet")      # EMA weights, eval mode, best device
+    schedule = get_schedule(info["schedule"], info["T"])
+    x_0 = sample_ddpm(model, torch.randn(16, 3, 16, 16), schedule, steps=50)
+
+A notebook that is about sampling, guidance or evaluation should not have to train
+a model first, so a few small ones are in ``dlcourse/assets/``. Each entry of
+``PRETRAINED`` names its file, the file's SHA-256 *written here in the code*, what the
+model is, and the one command that trains it again
+(``python scripts/train_checkpoints.py NAME``).
+
+Why the digest lives in the code and not only in the ``.sha256`` file next to the
+checkpoint: whoever can replace the checkpoint can replace that file too. A digest
+in the package itself catches a swapped file even when its sidecar was swapped
+with it. It is checked before a byte is unpickled, and the file is then read with
+``torch.load(weights_only=True)`` (see ``dlcourse.checkpoints``).
+
+Retraining gives a file with a new digest, even with identical weights
+(``torch.save`` writes a random serialization id, and the file records the training
+time), so after ``scripts/train_checkpoints.py`` paste the printed digest here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from .checkpoints import build_model, load_checkpoint
+from .device import get_device
+
+ASSET_DIR = Path(__file__).parent / "assets"
+
+
+@dataclass(frozen=True)
+class PretrainedEntry:
+    """One shipped checkpoint.
+
+    Attributes:
+        name: the name passed to ``load_pretrained``.
+        filename: the file in ``ASSET_DIR``.
+        sha256: hex SHA-256 of that file, checked before loading.
+        description: one line: the model, its data and how good it is.
+        command: the command (from the repository root) that trains it again.
+    """
+
+    name: str
+    filename: str
+    sha256: str
+    description: str
+    command: str
+
+
+def _entry(name: str, sha256: str, description: str) -> PretrainedEntry:
+    return PretrainedEntry(name, f"{name}.pt", sha256, description,
+                           f"python scripts/train_checkpoints.py {name}")
+
+
+PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
+    _entry("toy2d_mlp",
+           "dd2caa455d27f2233806754f593699d4491398873c4a13adfc72fe6045fa1eff",
+           "MLPDenoiser on two moons, linear schedule T=1000, epsilon prediction; "
+           "samples within 2x of the real-vs-real energy distance"),
+    _entry("shapes16_unet",
+           "9796890ce71831828cda20bddbb9f1d1c5800aba598c24f587e7c00fb83f8573",
+           "unconditional U-Net (0.81M, default UNetConfig) on 16 px shapes, cosine T=1000, epsilon; "
+           ">= 95% valid samples by the judge"),
+    _entry("shapes16_unet_cond",
+           "6b7e9a3d5c000917ca3c6fba0d6baa2c4973e9776eb16eef9eae014767e385f1",
+           "class-conditional U-Net (4 shapes + null label, p_uncond 0.1) on 16 px shapes, cosine T=1000, "
+           "epsilon; >= 90% of samples show the requested shape without guidance"),
+)}
+
+
+def list_pretrained() -> list[str]:
+    """Names of the shipped checkpoints, e.g. ``["toy2d_mlp", "shapes16_unet", ...]``."""
+    return list(PRETRAINED)
+
+
+def pretrained_path(name: str) -> Path:
+    """The file of checkpoint ``name`` (which may not exist yet)."""
+    return ASSET_DIR / _lookup(name).filename
+
+
+def _lookup(name: str) -> PretrainedEntry:
+    if name not in PRETRAINED:
+        raise ValueError(f"name: no pretrained checkpoint called {name!r}; choose one of {list_pretrained()}")
+    return PRETRAINED[name]
+
+
+def load_pretrained(name: str, device=None) -> tuple[nn.Module, dict]:
+    """Load a shipped checkpoint after checking its SHA-256 against the one in this module.
+
+    Args:
+        name: one of ``list_pretrained()``.
+        device: where to put the model; the best available (``get_device()``) if None.
+
+    Returns:
+        ``(model, info)``: the model (its EMA weights) in eval mode on ``device``, and a
+        dict of how it was trained, with at least "name", "description", "command",
+        "model", "schedule" (a name for ``get_schedule``), "T", "prediction_type",
+        "steps", "seed", "image_size" (None for 2-D points), "num_classes" (None when
+        unconditional), "data" and "clip_x0" (what to pass to a sampler), plus the
+        other training settings the file records.
+
+    Raises:
+        ValueError: unknown ``name``, or a file whose digest does not match (corrupt
+            or replaced; it is not loaded).
+        FileNotFoundError: the file is missing; the message says how to recreate it.
+    """
+    entry = _lookup(name)
+    path = ASSET_DIR / entry.filename
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained checkpoint {name!r} not found: {path}; "
+                                f"recreate it with `{entry.command}` (from the repository root)")
+    checkpoint = load_checkpoint(path, sha256=entry.sha256)   # digest first, then weights-only
+    model = build_model(checkpoint).to(get_device() if device is None else device).eval()
+    config = checkpoint["config"]
+    info = {"name": name, "description": entry.description, "command": entry.command,
+            **(checkpoint.get("extra") or {}),
+            **{k: v for k, v in config.items() if k != "kwargs"},
+            "model_kwargs": config.get("kwargs", {}), "sha256": entry.sha256}
+    return model, info

@@ -1,0 +1,71 @@
+"""Heun's method on the probability-flow ODE (Karras et al. 2022, Algorithm 1).
+
+The same ODE as ``euler.py``, ``dx~/dsigma = eps_guess`` for ``x~ = x_t / sqrt(ab)``
+and ``sigma = sqrt((1 - ab) / ab)``. Each step takes an Euler step to the next
+sigma, evaluates the slope there too, and redoes the step with the average of the
+two slopes (the trapezoidal rule). Second order: the error shrinks like 1 / steps^2,
+for ``2 steps - 1`` model calls. The last step, to sigma = 0, is a plain Euler step,
+as in Algorithm 1 (line 6): the slope at sigma = 0 is undefined (0 / 0).
+
+The trapezoidal rule needs the slope to change little over a step, and the first
+step can be enormous in sigma. The cosine schedule's last timestep (beta clipped
+to 0.999) has sigma of about 2e4: measured on Gaussian data (std 0.5), Heun's error
+at 10 / 20 / 40 steps is 14 / 1.4 / 0.17 there, against Euler's 0.16 / 0.08 / 0.04.
+With the linear schedule (largest sigma about 157) Heun beats Euler from 10 steps
+(0.09 against 0.28). Errors in the slope (a network's, or float32 rounding) are
+amplified the same way. Karras et al. cap the largest noise level (sigma_max = 80);
+DPM-Solver++ avoids the problem by solving the linear part of the ODE exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from ..schedules import NoiseSchedule
+from .common import alpha_bars_at, check_x_T, eval_mode, predict_x0_eps
+from .euler import karras_sigmas
+from .spacing import timesteps_for
+
+
+@torch.no_grad()
+def sample_heun(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | None = None, *, cond=None,
+                guidance_scale: float = 1.0, prediction_type: str = "epsilon", spacing: str = "linspace",
+                clip_x0: bool = True, generator: torch.Generator | None = None, callback=None,
+                progress: bool = True) -> torch.Tensor:
+    """Generate samples with Heun's second-order method on the probability-flow ODE (deterministic).
+
+    Args:
+        model: denoiser called as ``model(x_t, t, cond)`` with t (B,) int64 in 0..T-1.
+        x_T: (B, C, H, W) or (B, D) starting noise; its device and dtype are used throughout.
+        schedule: the schedule the model was trained with.
+        steps: number of steps, visiting ``steps`` timesteps; the model is called
+            ``2 steps - 1`` times. None for all T.
+        cond, guidance_scale, prediction_type, spacing, clip_x0, callback, progress: as in ``sample_ddpm``
+            (the callback's x_0 guess is the one from the start of the step).
+        generator: unused (the sampler adds no noise); accepted for the shared signature.
+
+    Returns:
+        (B, ...) the samples ``x_0``.
+    """
+    check_x_T(x_T)
+    taus = timesteps_for(schedule, steps, spacing)
+    ab = alpha_bars_at(schedule, taus)               # ab[i + 1] at taus[i], ab[0] = 1 (clean)
+    sigmas = karras_sigmas(ab).tolist()              # sigmas[0] = 0
+    kwargs = dict(cond=cond, guidance_scale=guidance_scale, prediction_type=prediction_type, clip_x0=clip_x0)
+    x = x_T / math.sqrt(ab[-1])                      # x~ = x_t / sqrt(ab)
+    with eval_mode(model):
+        for i in tqdm(range(len(taus) - 1, -1, -1), disable=not progress, desc="Heun", leave=False):
+            ab_t, h = float(ab[i + 1]), sigmas[i] - sigmas[i + 1]
+            x_0, d = predict_x0_eps(model, math.sqrt(ab_t) * x, int(taus[i]), ab_t, **kwargs)
+            x_next = x + h * d                                                  # Euler step
+            if i > 0:                                                           # not the step to sigma = 0
+                ab_s = float(ab[i])
+                _, d_next = predict_x0_eps(model, math.sqrt(ab_s) * x_next, int(taus[i - 1]), ab_s, **kwargs)
+                x_next = x + h * (d + d_next) / 2                               # trapezoidal correction
+            x = x_next
+            if callback is not None:
+                callback(i, int(taus[i]), math.sqrt(ab[i]) * x, x_0)
+    return x

@@ -1,0 +1,218 @@
+"""Train the checkpoints that ship in dlcourse/assets/, save them, print their SHA-256 and measure them.
+
+One command per checkpoint, run from the repository root:
+
+    .venv/bin/python scripts/train_checkpoints.py toy2d_mlp            # ~30 s training + ~10 s measuring
+    .venv/bin/python scripts/train_checkpoints.py shapes16_unet        # ~15 min + ~1 min
+    .venv/bin/python scripts/train_checkpoints.py shapes16_unet_cond   # ~15 min + ~1 min
+    .venv/bin/python scripts/train_checkpoints.py                      # all three, one after the other
+    .venv/bin/python scripts/train_checkpoints.py --evaluate-only      # measure the shipped files (~2 min)
+
+(Times measured for the shipped files on one thread of a shared 2-core AMD EPYC with
+AVX512-BF16: the U-Nets ran 3000 steps at 3.1-3.4 steps/s in bf16 while other jobs ran.
+In fp32, as on a CPU without native bf16, expect ~1.5x longer.)
+
+Each run is fixed by its recipe below: a seed (weights, batches, timesteps, noise,
+label dropout), a step budget (never a time budget, so the result does not depend on
+the machine's load) and the data's seed. Precision: the U-Nets use "auto", i.e. bf16
+autocast on a CPU with native bf16 (AVX512-BF16 or AMX; the shipped U-Nets were trained
+so) and fp32 elsewhere, including on a GPU (``dlcourse.device.autocast_dtype``); the
+toy MLP uses fp32 (for a model this small autocast costs more than it saves).
+``--precision`` overrides both.
+
+The EMA weights are saved in fp32 with ``dlcourse.checkpoints.save_checkpoint`` (an
+atomic write, a ``.sha256`` sidecar); then paste the printed digest into ``PRETRAINED``
+in dlcourse/pretrained.py. With the same precision, thread count (``--threads``,
+default 1) and PyTorch build, a rerun gives bit-identical weights (checked for the toy)
+but a file with another digest: ``torch.save`` writes a random serialization id into
+every file, and the file records the training time.
+
+The measurements use seeds the training never saw and the shapes judge
+(``dlcourse.judge.load_judge``), each next to its reference points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from dlcourse.checkpoints import model_config, save_checkpoint
+from dlcourse.data import make_shapes, make_toy
+from dlcourse.data.shapes import SHAPE_NAMES
+from dlcourse.device import get_device
+from dlcourse.models import MLPDenoiser, UNet, UNetConfig
+from dlcourse.pretrained import ASSET_DIR, PRETRAINED, list_pretrained, load_pretrained
+from dlcourse.samplers import sample_ddpm
+from dlcourse.schedules import get_schedule
+from dlcourse.training import train
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines a checkpoint. ``data`` is "two_moons" or "shapes"."""
+
+    data: str
+    n_train: int
+    data_seed: int
+    model: str                              # "mlp" or "unet"
+    model_kwargs: dict = field(default_factory=dict)
+    schedule: str = "cosine"
+    T: int = 1000
+    prediction_type: str = "epsilon"
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 1e-3
+    ema_decay: float = 0.999
+    conditional: bool = False
+    p_uncond: float = 0.0
+    seed: int = 0
+    precision: str = "auto"
+
+
+RECIPES = {
+    "toy2d_mlp": Recipe(data="two_moons", n_train=20_000, data_seed=0, model="mlp",
+                        model_kwargs=dict(data_dim=2, hidden=128, layers=3), schedule="linear",
+                        steps=6000, batch_size=512, lr=1e-3, precision="fp32"),
+    "shapes16_unet": Recipe(data="shapes", n_train=20_000, data_seed=0, model="unet", steps=3000),
+    "shapes16_unet_cond": Recipe(data="shapes", n_train=20_000, data_seed=0, model="unet", steps=3000,
+                                 model_kwargs=dict(num_classes=len(SHAPE_NAMES)), conditional=True,
+                                 p_uncond=0.1),
+}
+IMAGE_SIZE = 16
+EVAL_SEED = 1                                # shapes / toy seeds the training never used
+
+
+def build(recipe: Recipe) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):   # the initial weights depend on the seed only
+        torch.manual_seed(recipe.seed)
+        if recipe.model == "mlp":
+            return MLPDenoiser(**recipe.model_kwargs)
+        return UNet(UNetConfig(**recipe.model_kwargs))
+
+
+def train_one(name: str, precision: str | None, device) -> None:
+    r = RECIPES[name]
+    precision = precision or r.precision
+    labels = None
+    if r.data == "shapes":
+        shapes = make_shapes(r.n_train, size=IMAGE_SIZE, seed=r.data_seed)
+        data, labels = shapes.images, (shapes.labels if r.conditional else None)
+    else:
+        data = make_toy(r.data, r.n_train, seed=r.data_seed)
+    model = build(r)
+    schedule = get_schedule(r.schedule, r.T)
+    print(f"[{name}] {sum(p.numel() for p in model.parameters()) / 1e6:.3f}M parameters, {r}", flush=True)
+    result = train(model, data, schedule, steps=r.steps, batch_size=r.batch_size, lr=r.lr,
+                   prediction_type=r.prediction_type, labels=labels, p_uncond=r.p_uncond,
+                   ema_decay=r.ema_decay, device=device, seed=r.seed, precision=precision, progress=True)
+    tail = result.losses[-200:]
+    print(f"[{name}] {result.steps} steps in {result.seconds:.0f} s ({result.steps_per_second:.2f} steps/s, "
+          f"{result.precision}, {result.device}); mean loss of the last 200 steps {sum(tail) / len(tail):.4f}",
+          flush=True)
+    ema = result.ema_model.float().cpu()
+    config = model_config(ema, prediction_type=r.prediction_type, schedule=r.schedule, T=r.T)
+    extra = dict(data=r.data, n_train=r.n_train, data_seed=r.data_seed,
+                 image_size=IMAGE_SIZE if r.data == "shapes" else None,
+                 num_classes=r.model_kwargs.get("num_classes"), p_uncond=r.p_uncond,
+                 clip_x0=r.data == "shapes", steps=result.steps, seed=r.seed, batch_size=r.batch_size, lr=r.lr,
+                 ema_decay=r.ema_decay, precision=result.precision, device=result.device,
+                 threads=torch.get_num_threads(), seconds=round(result.seconds, 1),
+                 final_loss=round(sum(tail) / len(tail), 5), torch_version=str(torch.__version__),
+                 command=PRETRAINED[name].command)
+    path = ASSET_DIR / PRETRAINED[name].filename
+    digest = save_checkpoint(path, ema, config, extra=extra)
+    print(f"[{name}] saved {path} ({path.stat().st_size / 1e6:.2f} MB)\n[{name}] SHA-256 {digest}\n"
+          f"[{name}] paste it into PRETRAINED[{name!r}] in dlcourse/pretrained.py", flush=True)
+
+
+def load_unchecked(name: str):
+    """The checkpoint just written, before its digest is pasted into pretrained.py."""
+    import dlcourse.pretrained as pretrained
+    from dlcourse.checkpoints import sha256_file
+    entry = PRETRAINED[name]
+    digest = sha256_file(ASSET_DIR / entry.filename)
+    if digest != entry.sha256:
+        print(f"[{name}] note: the file's digest {digest[:12]}... is not the one in pretrained.py yet")
+        pretrained.PRETRAINED[name] = dataclasses.replace(entry, sha256=digest)
+    try:
+        return load_pretrained(name, device="cpu")
+    finally:
+        pretrained.PRETRAINED[name] = entry
+
+
+@torch.no_grad()
+def evaluate(name: str, n: int = 512) -> None:
+    """Print the checkpoint's quality numbers with their reference points."""
+    model, info = load_unchecked(name)
+    schedule = get_schedule(info["schedule"], info["T"])
+    g = torch.Generator().manual_seed(EVAL_SEED)
+    start = time.perf_counter()
+    if info["data"] != "shapes":
+        from dlcourse.metrics import reference_distance, sample_distance
+        k, m = 8, 1000                                      # 8 sets of 1000 points, distances averaged
+        floor = reference_distance(info["data"], m, seed=EVAL_SEED, repeats=k)
+        for steps in (50, None):
+            x = sample_ddpm(model, torch.randn(k * m, 2, generator=g), schedule, steps, clip_x0=False,
+                            generator=g, progress=False)
+            d = sum(sample_distance(x[i * m:(i + 1) * m], make_toy(info["data"], m, seed=100 + i))
+                    for i in range(k)) / k
+            print(f"[{name}] DDPM {steps or info['T']} steps: energy distance {d:.5f}, floor {floor:.5f} "
+                  f"(ratio {d / floor:.2f}; mean of {k} sets of {m})")
+        gauss = torch.randn(m, 2, generator=g) * make_toy(info["data"], m, seed=99).std(0)
+        print(f"[{name}] baseline, a Gaussian with the data's spread: "
+              f"{sample_distance(gauss, make_toy(info['data'], m, seed=100)) / floor:.1f} x floor")
+        return
+    from dlcourse.judge import load_judge
+    from dlcourse.metrics import class_accuracy, quality_report
+    try:
+        judge = load_judge(16)
+    except FileNotFoundError as e:
+        print(f"[{name}] not measured: {e}")
+        return
+    C = info["image_size"]
+    cond = None
+    if info["num_classes"]:
+        cond = torch.arange(n) % info["num_classes"]        # every shape equally often
+    x = sample_ddpm(model, torch.randn(n, 3, C, C, generator=g), schedule, 50, cond=cond, generator=g,
+                    progress=False)
+    print(f"[{name}] {n} samples, DDPM 50 steps, no guidance ({time.perf_counter() - start:.0f} s)")
+    report = quality_report(judge, x, make_shapes(2 * n, size=C, seed=EVAL_SEED).images, seed=EVAL_SEED)
+    print("\n".join(f"[{name}] {line}" for line in str(report).splitlines()))
+    if cond is not None:
+        out = judge.predict(x)
+        right = out["shape_probs"].argmax(1) == cond
+        print(f"[{name}] requested shape: accuracy among valid {class_accuracy(judge, x, cond):.3f}, "
+              f"valid and right {float((right & out['valid']).float().mean()):.3f}, "
+              f"right ignoring validity {float(right.float().mean()):.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"checkpoints to train (default: all of {list_pretrained()})")
+    parser.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
+                        help="override the recipe's precision (toy: fp32; U-Nets: auto)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: results depend on it slightly, and on a busy CPU "
+                             "2 threads can be many times slower than 1)")
+    parser.add_argument("--device", default="cpu", help="cpu (default, as shipped), cuda, mps")
+    parser.add_argument("--evaluate-only", action="store_true", help="measure the files in assets/, train nothing")
+    parser.add_argument("--n-eval", type=int, default=512, help="samples per image measurement")
+    args = parser.parse_args()
+    names = args.names or list_pretrained()
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown checkpoint(s) {unknown}; choose from {list_pretrained()}")
+    torch.set_num_threads(args.threads)
+    device = get_device(args.device)
+    for name in names:
+        if not args.evaluate_only:
+            train_one(name, args.precision, device)
+        evaluate(name, args.n_eval)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Shipped checkpoints: verified before loading, and as good as their descriptions say.
+
+Each quality check is a small, seeded measurement (64 images or 8 x 1000 points, DDPM
+with 50 steps), so it is deterministic on a given PyTorch build; the tolerances below
+leave room for other builds. The full measurements (512 images) are printed by
+``python scripts/train_checkpoints.py --evaluate-only``.
+"""
+
+import hashlib
+import shutil
+
+import pytest
+import torch
+
+import dlcourse.checkpoints as ckpt
+import dlcourse.pretrained as pretrained
+from dlcourse.checkpoints import save_checkpoint
+from dlcourse.data import make_shapes, make_toy
+from dlcourse.metrics import class_accuracy, matched_noise, reference_distance, sample_distance, valid_fraction
+from dlcourse.models import MLPDenoiser, UNet
+from dlcourse.pretrained import PRETRAINED, list_pretrained, load_pretrained
+from dlcourse.samplers import sample_ddpm
+from dlcourse.schedules import get_schedule
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+N_IMAGES, STEPS = 64, 50
+EVAL_SEED = 1                              # data seeds the checkpoints never trained on
+
+
+@pytest.fixture(scope="module")
+def judge():
+    from dlcourse.judge import load_judge
+    return load_judge(16)
+
+
+def sample(name, n, cond=None, seed=EVAL_SEED):
+    model, info = load_pretrained(name, device="cpu")
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, 2) if info["image_size"] is None else (n, 3, info["image_size"], info["image_size"])
+    x_T = torch.randn(shape, generator=g)
+    return sample_ddpm(model, x_T, get_schedule(info["schedule"], info["T"]), STEPS, cond=cond,
+                       prediction_type=info["prediction_type"], clip_x0=info["clip_x0"], generator=g,
+                       progress=False)
+
+
+def test_registry_pins_every_shipped_file():
+    assert list_pretrained() == ["toy2d_mlp", "shapes16_unet", "shapes16_unet_cond"]
+    total = 0
+    for name, entry in PRETRAINED.items():
+        path = pretrained.ASSET_DIR / entry.filename
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256, name
+        assert entry.command == f"python scripts/train_checkpoints.py {name}" and entry.description
+        total += path.stat().st_size
+    total += sum(p.stat().st_size for p in pretrained.ASSET_DIR.glob("judge_*.pt"))
+    assert total <= 20e6                                         # the package stays small
+
+
+@pytest.mark.parametrize("name, cls, image_size, num_classes, schedule", [
+    ("toy2d_mlp", MLPDenoiser, None, None, "linear"),
+    ("shapes16_unet", UNet, 16, None, "cosine"),
+    ("shapes16_unet_cond", UNet, 16, 4, "cosine"),
+])
+def test_load_returns_an_eval_model_and_its_training_config(name, cls, image_size, num_classes, schedule):
+    model, info = load_pretrained(name, device="cpu")
+    assert type(model) is cls and not model.training
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
+    assert getattr(model, "num_classes", None) == num_classes
+    assert (info["name"], info["schedule"], info["T"], info["prediction_type"]) == (name, schedule, 1000, "epsilon")
+    assert (info["image_size"], info["num_classes"]) == (image_size, num_classes)
+    assert info["steps"] >= 1000 and isinstance(info["seed"], int) and info["sha256"] == PRETRAINED[name].sha256
+    assert info["clip_x0"] == (image_size is not None)
+
+
+def test_toy2d_mlp_matches_two_moons():
+    # Energy distance of 8 sets of 1000 samples to 8 fresh data sets, averaged, against the
+    # real-vs-real floor at the same size (mean of 8 pairs). One distance has a relative spread
+    # of ~0.7 (dlcourse.metrics.distance2d), a mean of 8 ~0.25, so a perfect sampler sits at
+    # ~1.0 +- 0.35 and the bar of 2x has room; the shipped model measured ~0.7x.
+    k, m = 8, 1000
+    x = sample("toy2d_mlp", k * m)
+    d = sum(sample_distance(x[i * m:(i + 1) * m], make_toy("two_moons", m, seed=100 + i)) for i in range(k)) / k
+    floor = reference_distance("two_moons", m, seed=EVAL_SEED, repeats=k)
+    assert d <= 2 * floor, f"distance {d:.5f} vs floor {floor:.5f}"
+    gaussian = torch.randn(m, 2, generator=torch.Generator().manual_seed(0))    # sanity anchor: no model
+    assert sample_distance(gaussian, make_toy("two_moons", m, seed=100)) > 4 * floor
+
+
+def test_shapes16_unet_gives_valid_shapes(judge):
+    # 64 samples: the bar of 0.9 (58 of 64) sits well below the 0.99 measured on 512 (and 63/64 here); the
+    # anchors show the judge accepts real shapes and rejects noise with the data's statistics.
+    real = make_shapes(2 * N_IMAGES, size=16, seed=EVAL_SEED).images
+    assert valid_fraction(judge, real[:N_IMAGES]) >= 0.95
+    assert valid_fraction(judge, matched_noise(real, N_IMAGES, seed=EVAL_SEED)) <= 0.05
+    assert valid_fraction(judge, sample("shapes16_unet", N_IMAGES)) >= 0.9
+
+
+def test_shapes16_unet_cond_draws_the_requested_shape(judge):
+    requested = torch.arange(N_IMAGES) % 4                      # 16 of each shape, no guidance
+    x = sample("shapes16_unet_cond", N_IMAGES, cond=requested)
+    assert valid_fraction(judge, x) >= 0.8                       # accuracy is over the valid ones
+    assert class_accuracy(judge, x, requested) >= 0.85
+    assert class_accuracy(judge, make_shapes(N_IMAGES, size=16, seed=EVAL_SEED).images,
+                          make_shapes(N_IMAGES, size=16, seed=EVAL_SEED).labels) >= 0.98   # the judge itself
+
+
+def test_a_flipped_byte_is_rejected_before_loading(tmp_path, monkeypatch):
+    name = "shapes16_unet"
+    copy = tmp_path / PRETRAINED[name].filename
+    shutil.copy(pretrained.ASSET_DIR / PRETRAINED[name].filename, copy)
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0x01                                 # one bit, in the weights
+    copy.write_bytes(bytes(data))
+    monkeypatch.setattr(pretrained, "ASSET_DIR", tmp_path)
+
+    def never(*args, **kwargs):
+        raise AssertionError("torch.load was called on a file that failed its checksum")
+
+    monkeypatch.setattr(ckpt.torch, "load", never)
+    with pytest.raises(ValueError, match="SHA-256 mismatch"):
+        load_pretrained(name, device="cpu")
+
+
+def test_a_swapped_file_with_a_matching_sidecar_is_rejected(tmp_path, monkeypatch):
+    # An attacker who replaces the file can also rewrite its .sha256; the digest in the code still differs.
+    save_checkpoint(tmp_path / PRETRAINED["toy2d_mlp"].filename, MLPDenoiser())   # writes its own sidecar
+    monkeypatch.setattr(pretrained, "ASSET_DIR", tmp_path)
+    with pytest.raises(ValueError, match="SHA-256 mismatch"):
+        load_pretrained("toy2d_mlp", device="cpu")
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(ValueError, match=r"'shapes64_unet'.*toy2d_mlp.*shapes16_unet_cond"):
+        load_pretrained("shapes64_unet")
+
+
+def test_missing_file_names_the_path_and_the_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "ASSET_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError) as err:
+        load_pretrained("shapes16_unet_cond")
+    message = str(err.value)
+    assert str(tmp_path / "shapes16_unet_cond.pt") in message
+    assert "python scripts/train_checkpoints.py shapes16_unet_cond" in message
