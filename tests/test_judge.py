@@ -22,13 +22,7 @@ from dlcourse.metrics import (attribute_entropy, blend, class_accuracy, color_no
 N = 500
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors: one thread is faster, and far faster when other processes share the cores.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ from dlcourse.metrics import (blend, color_noise, entropy_bits, frechet_distance
 from dlcourse.metrics.distance2d import _mean_pairwise_distance
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors: one thread is faster, and far faster when other processes share the cores.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ---------------------------------------------------------------- 2-D energy distance
 
