@@ -170,3 +170,84 @@ def plot_2d(points, labels=None, ax=None, title: str | None = None, s: float = 4
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+def grid_points(lim: float = 2.5, n: int = 21) -> torch.Tensor:
+    """(n * n, 2) points of a square grid over [-lim, lim]^2, row by row (x_1 varies fastest)."""
+    check_positive("lim", lim)
+    check_positive("n", n, integer=True)
+    if n < 2:
+        raise ValueError(f"n: expected at least 2 points per side, got {n}")
+    side = torch.linspace(-lim, lim, n)
+    x_2, x_1 = torch.meshgrid(side, side, indexing="ij")                 # (n, n) each
+    return torch.stack([x_1.reshape(-1), x_2.reshape(-1)], dim=1)
+
+
+def plot_vector_field(field, points=None, *, lim: float = 2.5, n: int = 21, ax=None, title: str | None = None,
+                      normalize: bool = True, color: str = "C0", scale: float | None = None,
+                      clim: tuple[float, float] | None = None):
+    """Quiver plot of a 2-D vector field, such as a score ``grad_x log p(x)``.
+
+    Args:
+        field: a function ``(N, 2) -> (N, 2)``, evaluated on ``grid_points(lim, n)``; or an
+            (N, 2) tensor or array of vectors at ``points``.
+        points: (N, 2) where the vectors of ``field`` sit (only with an array ``field``).
+        lim, n: the grid for a function ``field``: n x n points over [-lim, lim]^2.
+        ax: a matplotlib Axes to draw into; a new figure is made if None.
+        title: the axes' title.
+        normalize: draw every arrow with the same length and colour it by log10 of its
+            length (scores near data are far longer than elsewhere); False draws the
+            vectors as they are, in ``color``.
+        color: the arrows' colour when ``normalize`` is False.
+        scale: matplotlib's quiver ``scale`` (data units per arrow length); automatic if None.
+        clim: ``(low, high)`` of log10 length for the colours (with ``normalize``), so that several
+            panels share one colour scale; from the data if None.
+
+    Returns:
+        The matplotlib Axes; its ``ax.collections[-1]`` is the quiver.
+    """
+    import matplotlib.pyplot as plt
+
+    if callable(field):
+        if points is not None:
+            raise ValueError("points: give points only with an array of vectors, not with a function")
+        points = grid_points(lim, n)
+        with torch.no_grad():
+            vectors = field(points)
+        vectors = _as_tensor("field(points)", vectors)
+    else:
+        if points is None:
+            raise ValueError("points: expected the (N, 2) points where the vectors of field sit, got None")
+        vectors = _as_tensor("field", field)
+    points = _as_tensor("points", points)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points: expected shape (N, 2), got {tuple(points.shape)}")
+    if tuple(vectors.shape) != tuple(points.shape):
+        raise ValueError(f"field: expected vectors of shape {tuple(points.shape)}, one per point, "
+                         f"got {tuple(vectors.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
+    p, v = points.numpy(), vectors.numpy()
+    if normalize:
+        length = np.linalg.norm(v, axis=1)
+        unit = v / np.maximum(length, 1e-12)[:, None]
+        q = ax.quiver(p[:, 0], p[:, 1], unit[:, 0], unit[:, 1], np.log10(np.maximum(length, 1e-12)),
+                      cmap="viridis", angles="xy", scale_units="xy",
+                      scale=scale if scale is not None else 1.6 / _spacing(p), width=0.004)
+        if clim is not None:
+            q.set_clim(*clim)
+    else:
+        ax.quiver(p[:, 0], p[:, 1], v[:, 0], v[:, 1], color=color, angles="xy",
+                  scale_units="xy" if scale is not None else None, scale=scale, width=0.004)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def _spacing(p: np.ndarray) -> float:
+    """A typical distance between neighbouring points (for arrows that do not overlap)."""
+    span = float(np.ptp(p[:, 0]) + np.ptp(p[:, 1])) / 2
+    return max(span, 1e-12) / max(math.sqrt(len(p)) - 1, 1)

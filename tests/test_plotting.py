@@ -136,3 +136,54 @@ def test_plot_2d_single_set():
 def test_plot_2d_errors_name_the_argument(kwargs, name):
     with pytest.raises((ValueError, TypeError), match=f"^{name}: "):
         plot_2d(**kwargs)
+
+
+def test_grid_points_cover_the_square_row_by_row():
+    from dlcourse.plotting import grid_points
+
+    p = grid_points(2.0, 5)
+    assert p.shape == (25, 2)
+    assert torch.allclose(p[:5, 0], torch.linspace(-2, 2, 5)) and torch.all(p[:5, 1] == -2)
+    assert torch.allclose(p[-1], torch.tensor([2.0, 2.0]))
+    with pytest.raises(ValueError, match="^n: "):
+        grid_points(1.0, 1)
+
+
+def test_plot_vector_field_draws_the_function_on_the_grid():
+    from dlcourse.plotting import grid_points, plot_vector_field
+
+    field = lambda x: torch.stack([-x[:, 1], 2 * x[:, 0]], dim=1)        # a rotation-like field
+    ax = plot_vector_field(field, lim=1.5, n=7, normalize=False, title="field")
+    q = ax.collections[-1]
+    p = grid_points(1.5, 7)
+    assert ax.get_title() == "field"
+    assert np.allclose(q.get_offsets(), p.numpy())
+    assert np.allclose(q.U, field(p)[:, 0].numpy()) and np.allclose(q.V, field(p)[:, 1].numpy())
+
+
+def test_plot_vector_field_normalized_arrows_have_unit_length_and_log_colour():
+    from dlcourse.plotting import plot_vector_field
+
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    vectors = torch.tensor([[3.0, 4.0], [0.0, -0.1], [10.0, 0.0], [-1.0, 1.0]])
+    ax = plot_vector_field(vectors, points)
+    q = ax.collections[-1]
+    assert np.allclose(np.hypot(q.U, q.V), 1.0)
+    assert np.allclose(q.U[0], 0.6) and np.allclose(q.V[0], 0.8)           # the direction of (3, 4)
+    assert np.allclose(q.get_array(), np.log10([5.0, 0.1, 10.0, np.sqrt(2)]))
+    shared = plot_vector_field(vectors, points, clim=(-2.0, 3.0)).collections[-1]
+    assert shared.get_clim() == (-2.0, 3.0)
+
+
+@pytest.mark.parametrize("args, kwargs, name", [
+    ((torch.zeros(4, 2),), {}, "points"),                                  # vectors without points
+    ((lambda x: x, torch.zeros(4, 2)), {}, "points"),                      # a function and points
+    ((torch.zeros(4, 2), torch.zeros(4, 3)), {}, "points"),
+    ((torch.zeros(3, 2), torch.zeros(4, 2)), {}, "field"),
+    ((lambda x: x[:, :1],), {}, "field"),
+])
+def test_plot_vector_field_errors_name_the_argument(args, kwargs, name):
+    from dlcourse.plotting import plot_vector_field
+
+    with pytest.raises((ValueError, TypeError), match=f"^{name}"):
+        plot_vector_field(*args, **kwargs)
