@@ -1,6 +1,7 @@
 """What every sampler shares: one model call with guidance, read as ``(x_0, eps)``.
 
-Classifier-free guidance (Ho & Salimans 2022, eq. 6, with ``w = 1 + their w``)::
+Classifier-free guidance (Ho & Salimans 2022, eq. 6, with ``w = 1 + their w``;
+``dlcourse.guidance.classifier_free_guidance``)::
 
     eps = eps_uncond + w (eps_cond - eps_uncond)
 
@@ -17,6 +18,7 @@ import contextlib
 
 import torch
 
+from ..guidance import classifier_free_guidance
 from ..parameterization import eps_from_x0, to_x0_eps
 from ..validation import check_tensor
 
@@ -73,7 +75,7 @@ def model_output(model, x: torch.Tensor, t, cond=None, guidance_scale: float = 1
         out_cond, out_uncond = model(torch.cat([x, x]), torch.cat([t, t]), both).to(x.dtype).chunk(2)
     else:
         out_cond, out_uncond = model(x, t, cond).to(x.dtype), model(x, t, None).to(x.dtype)
-    return out_uncond + guidance_scale * (out_cond - out_uncond)
+    return classifier_free_guidance(out_uncond, out_cond, guidance_scale)
 
 
 def predict_x0_eps(model, x: torch.Tensor, t, alpha_bar, *, cond=None, guidance_scale: float = 1.0,
