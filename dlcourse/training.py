@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .device import autocast_dtype, get_device
 from .ema import EMA
+from .guidance import drop_labels
 from .parameterization import PREDICTION_TYPES, diffusion_loss
 from .schedules import NoiseSchedule
 from .validation import check_choice, check_positive, check_tensor
@@ -162,9 +163,8 @@ def train(model: nn.Module, data: torch.Tensor, schedule: NoiseSchedule | None, 
                 cond = None
                 if labels is not None:
                     cond = labels[idx.to(labels.device)].to(device)              # (batch_size,)
-                    if p_uncond > 0:
-                        drop = torch.rand(batch_size, device=device) < p_uncond
-                        cond = torch.where(drop, torch.full_like(cond, null_label), cond)
+                    if p_uncond > 0:                                             # classifier-free guidance
+                        cond = drop_labels(cond, p_uncond, null_label)
                 with autocast:
                     loss = loss_fn(model, x_0, cond)
                 optimizer.zero_grad(set_to_none=True)
