@@ -1,0 +1,152 @@
+"""Sample quality against the number of network calls, for every sampler, on the shipped shapes U-Net.
+
+    .venv/bin/python bench/sampler_quality.py                       # 1000 samples, seed 0, ~35-60 min on 1 CPU thread
+    .venv/bin/python bench/sampler_quality.py --n 1000 --seeds 0 1 2
+    .venv/bin/python bench/sampler_quality.py --n 200 --quick       # a few configurations, a few minutes
+
+A script, not a test: the seconds depend on the machine and on whatever else runs on it.
+It is notebook 04's measurement with more samples, so that the notebook's figure (100
+samples) can be checked:
+
+- the model is ``load_pretrained("shapes16_unet")`` (cosine schedule, T = 1000, epsilon),
+  sampled with ``clip_x0=True`` and the default "linspace" spacing;
+- for each seed, every sampler and step count starts from the **same** noise x_T
+  ``(n, 3, 16, 16)`` (``torch.Generator().manual_seed(seed)``); DDPM's and DDIM's added
+  noise comes from a generator seeded with ``seed + 1``;
+- quality is the Frechet distance (FD) in the judge's features to ``n`` real images
+  (``make_shapes(2 n, seed=100 + seed)``, first half; the model trained on seed 0, the judge
+  on seeds >= 10,000), and the judge's valid fraction. The FD of a finite sample is biased
+  upwards by an amount that depends on ``n``, so every FD here is at the same ``n``, next to
+  the **floor**: the FD of the second half of the real images (another ``n``) to the first;
+- NFE is the number of network calls (Heun: ``2 steps - 1``); seconds is the wall time of
+  the sampler alone, in batches of ``--batch``.
+
+Prints one table row as each measurement finishes, then a summary per configuration
+(mean and, with several seeds, the standard deviation across seeds) and the ratio of each
+FD to DDPM-1000's. ``--json PATH`` also writes every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from dlcourse.data import make_shapes
+from dlcourse.judge import load_judge
+from dlcourse.metrics import frechet_distance, matched_noise, valid_fraction
+from dlcourse.pretrained import load_pretrained
+from dlcourse.samplers import get_sampler
+from dlcourse.schedules import get_schedule
+
+# (sampler, steps); Heun's NFE is 2 steps - 1. DDPM-1000 last: it is the reference and the longest.
+FULL = ([("dpmpp_2m", s) for s in (5, 10, 20, 50)] + [("ddim", s) for s in (5, 10, 20, 50)] + [("euler", 20)]
+        + [("heun", s) for s in (5, 10, 25, 50)] + [("ddpm", s) for s in (20, 100)] + [("ddpm", 1000)])
+QUICK = [("dpmpp_2m", 10), ("dpmpp_2m", 20), ("ddim", 20), ("ddim", 50), ("heun", 10), ("ddpm", 100),
+         ("ddpm", 1000)]
+
+
+def nfe(name: str, steps: int) -> int:
+    return 2 * steps - 1 if name == "heun" else steps
+
+
+def machine() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
+
+
+def load_average() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+@torch.no_grad()
+def generate(model, schedule, name, steps, x_T, seed, batch, clip_x0):
+    """Samples (n, 3, 16, 16) and the sampler's wall time in seconds, in batches of ``batch``."""
+    sampler = get_sampler(name)
+    out, seconds = [], 0.0
+    for k, start in enumerate(range(0, x_T.shape[0], batch)):
+        g = torch.Generator().manual_seed(seed + 1 + 1000 * k)
+        t0 = time.perf_counter()
+        out.append(sampler(model, x_T[start:start + batch], schedule, steps, clip_x0=clip_x0, generator=g,
+                           progress=False))
+        seconds += time.perf_counter() - t0
+    return torch.cat(out), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1000, help="samples per configuration (and real images per set)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--quick", action="store_true", help="only a few configurations")
+    parser.add_argument("--json", default=None, help="write every row to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model, info = load_pretrained("shapes16_unet", device="cpu")
+    schedule = get_schedule(info["schedule"], info["T"])
+    judge = load_judge(16)
+    configs = QUICK if args.quick else FULL
+    print(f"machine: {machine()}; load average at start: {load_average()}")
+    print(f"model: shapes16_unet ({info['schedule']}, T = {info['T']}, {info['prediction_type']}), "
+          f"n = {args.n} samples per row, seeds {args.seeds}")
+    print(f"{'seed':>4s} {'sampler':>9s} {'steps':>5s} {'NFE':>5s} {'FD':>8s} {'floor':>6s} {'valid':>6s} "
+          f"{'seconds':>8s} {'load':>15s}", flush=True)
+
+    rows, floors = [], {}
+    for seed in args.seeds:
+        real = make_shapes(2 * args.n, size=16, seed=100 + seed).images
+        feats_a = judge.features(real[:args.n])
+        floor = frechet_distance(judge.features(real[args.n:]), feats_a)
+        noise_fd = frechet_distance(judge.features(matched_noise(real, args.n, seed=seed)), feats_a)
+        floors[seed] = dict(floor=floor, noise_fd=noise_fd, real_valid=valid_fraction(judge, real[args.n:]))
+        print(f"{seed:4d} {'real':>9s} {'':>5s} {'':>5s} {floor:8.2f} {floor:6.2f} "
+              f"{floors[seed]['real_valid']:6.3f}   (matched noise: FD {noise_fd:.0f})", flush=True)
+        x_T = torch.randn(args.n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+        for name, steps in configs:
+            samples, seconds = generate(model, schedule, name, steps, x_T, seed, args.batch, info["clip_x0"])
+            fd = frechet_distance(judge.features(samples), feats_a)
+            row = dict(seed=seed, sampler=name, steps=steps, nfe=nfe(name, steps), fd=fd, floor=floor,
+                       valid=valid_fraction(judge, samples), seconds=seconds, load=load_average())
+            rows.append(row)
+            print(f"{seed:4d} {name:>9s} {steps:5d} {row['nfe']:5d} {fd:8.2f} {floor:6.2f} {row['valid']:6.3f} "
+                  f"{seconds:8.1f} {row['load']:>15s}", flush=True)
+
+    print(f"\nsummary over seeds {args.seeds} (n = {args.n}); ratio = FD / FD of DDPM-1000 with the same seed")
+    reference = {r["seed"]: r["fd"] for r in rows if r["sampler"] == "ddpm" and r["steps"] == 1000}
+    print(f"{'sampler':>9s} {'steps':>5s} {'NFE':>5s} {'FD mean':>8s} {'FD sd':>6s} {'ratio':>6s} {'valid':>6s} "
+          f"{'seconds':>8s}")
+    for name, steps in configs:
+        mine = [r for r in rows if r["sampler"] == name and r["steps"] == steps]
+        fds = [r["fd"] for r in mine]
+        ratios = [r["fd"] / reference[r["seed"]] for r in mine if r["seed"] in reference]
+        sd = statistics.stdev(fds) if len(fds) > 1 else float("nan")
+        ratio = statistics.mean(ratios) if ratios else float("nan")
+        print(f"{name:>9s} {steps:5d} {nfe(name, steps):5d} {statistics.mean(fds):8.2f} {sd:6.2f} {ratio:6.2f} "
+              f"{statistics.mean(r['valid'] for r in mine):6.3f} {statistics.mean(r['seconds'] for r in mine):8.1f}")
+    fl = [f["floor"] for f in floors.values()]
+    print(f"{'real':>9s} {'':>5s} {'':>5s} {statistics.mean(fl):8.2f} "
+          f"{statistics.stdev(fl) if len(fl) > 1 else float('nan'):6.2f} {'':>6s} "
+          f"{statistics.mean(f['real_valid'] for f in floors.values()):6.3f}   (the floor)")
+    print(f"load average at the end: {load_average()}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(machine=machine(), n=args.n, seeds=args.seeds, floors=floors, rows=rows), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Pick a sampler and a number of steps, and see what a trained model draws (notebook 04).
+
+As in ``dlcourse.widgets``, a plain, tested computation sits under a one-line builder:
+
+    sampler_preview(model, schedule, name, steps, n, seed)  -> (images, seconds)
+    sampler_explorer(model, schedule)                        -> a sampler dropdown and a steps slider
+
+The starting noise x_T is drawn from ``seed`` and is the same for every sampler and
+step count, so what changes in the grid is the sampler's doing alone (DDPM and DDIM
+with eta > 0 also draw their added noise from ``seed + 1``). While nbgrader executes a
+notebook (``dlcourse.fast.grading()``) the builder builds nothing: it prints one line
+and returns None.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .fast import grading
+from .parameterization import PREDICTION_TYPES
+from .plotting import image_grid
+from .samplers import SAMPLERS, get_sampler
+from .schedules import NoiseSchedule
+from .validation import check_choice, check_positive
+from .widgets import SKIPPED, png_bytes
+
+__all__ = ["SAMPLER_LABELS", "model_calls", "sampler_explorer", "sampler_preview"]
+
+SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM (eta = 0)", "euler": "Euler (PF-ODE)",
+                  "heun": "Heun (PF-ODE)", "dpmpp_2m": "DPM-Solver++(2M)"}
+
+
+def model_calls(name: str, steps: int) -> int:
+    """Network evaluations (NFE) of sampler ``name`` with ``steps`` steps: ``2 steps - 1`` for Heun."""
+    check_choice("name", name, SAMPLERS)
+    return 2 * steps - 1 if name == "heun" else steps
+
+
+def _model_device(model) -> torch.device:
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _check_args(schedule, name, steps, n, shape):
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule: expected a NoiseSchedule (e.g. cosine_schedule(1000)), "
+                        f"got {type(schedule).__name__}")
+    check_choice("name", name, SAMPLERS)
+    check_positive("steps", steps, integer=True)
+    if steps > schedule.T:
+        raise ValueError(f"steps: expected at most the schedule's T = {schedule.T}, got {steps}")
+    check_positive("n", n, integer=True)
+    if not (isinstance(shape, (tuple, list)) and len(shape) >= 1
+            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
+        raise ValueError(f"shape: expected the shape of one sample as positive ints, e.g. (3, 16, 16), got {shape!r}")
+
+
+@torch.no_grad()
+def sampler_preview(model, schedule: NoiseSchedule, name: str, steps: int, n: int = 16, seed: int = 0, *,
+                    shape=(3, 16, 16), prediction_type: str = "epsilon", clip_x0: bool = True, **sampler_kwargs):
+    """Draw ``n`` samples with sampler ``name`` in ``steps`` steps, and time it.
+
+    ``x_T ~ N(0, I)`` of shape ``(n, *shape)`` comes from ``torch.Generator().manual_seed(seed)``
+    (on the CPU, then moved to the model's device); the sampler's own noise from ``seed + 1``.
+    So the result equals ``get_sampler(name)(model, x_T, schedule, steps, ...)`` with that x_T.
+
+    Args:
+        model: a trained denoiser ``model(x_t, t, cond=None)``.
+        schedule: the schedule the model was trained with.
+        name: one of ``dlcourse.samplers.SAMPLERS``: "ddpm", "ddim", "euler", "heun", "dpmpp_2m".
+        steps: number of steps, 1..T (Heun makes ``2 steps - 1`` model calls).
+        n: number of samples.
+        seed: seed of the starting noise.
+        shape: the shape of one sample, e.g. (3, 16, 16) or (2,).
+        prediction_type, clip_x0, sampler_kwargs: passed on to the sampler (e.g. ``eta`` for DDIM).
+
+    Returns:
+        ``(images, seconds)``: (n, *shape) float32 samples on the CPU, and the sampler's wall
+        time in seconds (the noise drawing and the copy to the CPU not included).
+    """
+    _check_args(schedule, name, steps, n, shape)
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    device = _model_device(model)
+    x_T = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    generator = torch.Generator(device=device).manual_seed(seed + 1)
+    sampler = get_sampler(name)
+    start = time.perf_counter()
+    images = sampler(model, x_T, schedule.to(device), steps, prediction_type=prediction_type, clip_x0=clip_x0,
+                     generator=generator, progress=False, **sampler_kwargs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return images.float().cpu(), seconds
+
+
+def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", steps: int = 20, n: int = 32,
+                     seed: int = 0, shape=(3, 16, 16), max_steps: int = 100, nrow: int = 16,
+                     prediction_type: str = "epsilon", clip_x0: bool = True, display_size: int = 720):
+    """Choose a sampler and a number of steps; see ``n`` samples from the same noise and the seconds they took.
+
+    Args:
+        model: a trained image denoiser ``model(x_t, t, cond=None)``.
+        schedule: the schedule the model was trained with.
+        name: the sampler shown first.
+        steps: the number of steps shown first (the slider runs from 1 to ``max_steps``).
+        n: samples in the grid; seed: seed of their starting noise (fixed while you explore).
+        shape: one sample's (C, H, W).
+        max_steps: the slider's largest value (at most T).
+        nrow: images per row of the grid.
+        prediction_type, clip_x0: passed on to the samplers.
+        display_size: the grid is enlarged to about this many pixels across.
+
+    Returns:
+        An ``ipywidgets.VBox`` with attributes ``dropdown`` (the sampler's name), ``slider``
+        (steps), ``image`` (the grid), ``label`` (what was drawn and how long it took),
+        ``redraw()`` and ``last`` (the latest ``(images, seconds)``); None while nbgrader
+        executes the notebook.
+    """
+    if grading():
+        print(SKIPPED)
+        return None
+    import ipywidgets as w
+
+    _check_args(schedule, name, steps, n, shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise ValueError(f"shape: expected an image shape (C, H, W) with C = 1 or 3, got {tuple(shape)}")
+    check_positive("max_steps", max_steps, integer=True)
+    if not steps <= max_steps <= schedule.T:
+        raise ValueError(f"max_steps: expected a value from steps = {steps} to T = {schedule.T}, got {max_steps}")
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+
+    dropdown = w.Dropdown(options=[(SAMPLER_LABELS[k], k) for k in SAMPLERS], value=name, description="sampler")
+    slider = w.IntSlider(value=steps, min=1, max=max_steps, step=1, description="steps", continuous_update=False)
+    image = w.Image(format="png")
+    label = w.Label()
+    box = w.VBox([w.HBox([dropdown, slider]), label, image])
+
+    def redraw(_=None):
+        label.value = "sampling..."
+        images, seconds = sampler_preview(model, schedule, dropdown.value, int(slider.value), n, seed, shape=shape,
+                                          prediction_type=prediction_type, clip_x0=clip_x0)
+        image.value = png_bytes(image_grid(images, nrow=nrow), display_size)
+        steps_now = int(slider.value)
+        calls = model_calls(dropdown.value, steps_now)
+        plural = lambda k, word: f"{k} {word}" + ("" if k == 1 else "s")                       # noqa: E731
+        label.value = (f"{SAMPLER_LABELS[dropdown.value]}, {plural(steps_now, 'step')} = "
+                       f"{plural(calls, 'network call')}: {seconds:.2f} s for {n} samples "
+                       f"({seconds / calls * 1000:.0f} ms per call)")
+        box.last = (images, seconds)
+
+    dropdown.observe(redraw, names="value")
+    slider.observe(redraw, names="value")
+    redraw()
+    box.dropdown, box.slider, box.image, box.label, box.redraw = dropdown, slider, image, label, redraw
+    return box
