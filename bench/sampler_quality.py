@@ -42,16 +42,13 @@ from dlcourse.metrics import frechet_distance, matched_noise, valid_fraction
 from dlcourse.pretrained import load_pretrained
 from dlcourse.samplers import get_sampler
 from dlcourse.schedules import get_schedule
+from dlcourse.widgets_samplers import model_calls as nfe
 
-# (sampler, steps); Heun's NFE is 2 steps - 1. DDPM-1000 last: it is the reference and the longest.
+# (sampler, steps); Heun's NFE is 2 steps - 2. DDPM-1000 last: it is the reference and the longest.
 FULL = ([("dpmpp_2m", s) for s in (5, 10, 20, 50)] + [("ddim", s) for s in (5, 10, 20, 50)] + [("euler", 20)]
         + [("heun", s) for s in (5, 10, 25, 50)] + [("ddpm", s) for s in (20, 100)] + [("ddpm", 1000)])
 QUICK = [("dpmpp_2m", 10), ("dpmpp_2m", 20), ("ddim", 20), ("ddim", 50), ("heun", 10), ("ddpm", 100),
          ("ddpm", 1000)]
-
-
-def nfe(name: str, steps: int) -> int:
-    return 2 * steps - 1 if name == "heun" else steps
 
 
 def machine() -> str:
@@ -93,6 +90,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--quick", action="store_true", help="only a few configurations")
+    parser.add_argument("--only", nargs="+", default=None, metavar="SAMPLER",
+                        help="only these samplers (e.g. --only heun euler)")
     parser.add_argument("--json", default=None, help="write every row to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -101,6 +100,8 @@ def main() -> None:
     schedule = get_schedule(info["schedule"], info["T"])
     judge = load_judge(16)
     configs = QUICK if args.quick else FULL
+    if args.only:
+        configs = [(name, steps) for name, steps in configs if name in args.only]
     print(f"machine: {machine()}; load average at start: {load_average()}")
     print(f"model: shapes16_unet ({info['schedule']}, T = {info['T']}, {info['prediction_type']}), "
           f"n = {args.n} samples per row, seeds {args.seeds}")

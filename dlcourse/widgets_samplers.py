@@ -33,9 +33,10 @@ SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM (eta = 0)", "euler":
 
 
 def model_calls(name: str, steps: int) -> int:
-    """Network evaluations (NFE) of sampler ``name`` with ``steps`` steps: ``2 steps - 1`` for Heun."""
+    """Network evaluations (NFE) of sampler ``name`` with ``steps`` steps: ``2 steps - 2`` for Heun
+    (its first and last steps are Euler steps), ``steps`` for the others."""
     check_choice("name", name, SAMPLERS)
-    return 2 * steps - 1 if name == "heun" else steps
+    return max(1, 2 * steps - 2) if name == "heun" else steps
 
 
 def _model_device(model) -> torch.device:
@@ -71,7 +72,7 @@ def sampler_preview(model, schedule: NoiseSchedule, name: str, steps: int, n: in
         model: a trained denoiser ``model(x_t, t, cond=None)``.
         schedule: the schedule the model was trained with.
         name: one of ``dlcourse.samplers.SAMPLERS``: "ddpm", "ddim", "euler", "heun", "dpmpp_2m".
-        steps: number of steps, 1..T (Heun makes ``2 steps - 1`` model calls).
+        steps: number of steps, 1..T (Heun makes ``2 steps - 2`` model calls).
         n: number of samples.
         seed: seed of the starting noise.
         shape: the shape of one sample, e.g. (3, 16, 16) or (2,).

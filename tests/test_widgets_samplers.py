@@ -61,7 +61,7 @@ def test_preview_counts_calls_and_seeds_change_the_noise():
     for name, steps in [("ddim", 7), ("heun", 7), ("dpmpp_2m", 7), ("ddpm", 7)]:
         model.calls = 0
         WS.sampler_preview(model, SCHEDULE, name, steps, n=2, shape=(2,))
-        assert model.calls == WS.model_calls(name, steps) == (13 if name == "heun" else 7)
+        assert model.calls == WS.model_calls(name, steps) == (12 if name == "heun" else 7)
     a, _ = WS.sampler_preview(model, SCHEDULE, "ddim", 10, n=8, seed=0, shape=(2,))
     b, _ = WS.sampler_preview(model, SCHEDULE, "ddim", 10, n=8, seed=0, shape=(2,))
     c, _ = WS.sampler_preview(model, SCHEDULE, "ddim", 10, n=8, seed=1, shape=(2,))
@@ -129,7 +129,7 @@ def test_explorer_builds_and_redraws():
     assert "1 step = 1 network call:" in box.label.value
     box.dropdown.value = "heun"
     box.slider.value = 3
-    assert "Heun" in box.label.value and "3 steps = 5 network calls" in box.label.value
+    assert "Heun" in box.label.value and "3 steps = 4 network calls" in box.label.value
 
 
 def test_explorer_errors_name_the_argument():

@@ -14,7 +14,7 @@ so changing sampler means changing one name (``SAMPLERS`` maps names to them):
     "ddpm"        ancestral sampling (Ho et al. 2020)           steps         stochastic
     "ddim"        DDIM with ``eta`` (Song et al. 2021)          steps         1 with eta = 0
     "euler"       Euler on the PF-ODE (Karras et al. 2022)      steps         1
-    "heun"        Heun on the PF-ODE (Karras et al. 2022)       2 steps - 1   2
+    "heun"        Heun on the PF-ODE (Karras et al. 2022)       2 steps - 2   2
     "dpmpp_2m"    DPM-Solver++(2M) (Lu et al. 2022)             steps         2
     ============  ============================================  ============  ==============
 

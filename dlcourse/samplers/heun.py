@@ -4,7 +4,7 @@ The same ODE as ``euler.py``, ``dx~/dsigma = eps_guess`` for ``x~ = x_t / sqrt(a
 and ``sigma = sqrt((1 - ab) / ab)``. Each step takes an Euler step to the next
 sigma, evaluates the slope there too, and redoes the step with the average of the
 two slopes (the trapezoidal rule). Second order: the error shrinks like 1 / steps^2,
-for ``2 steps - 1`` model calls. The last step, to sigma = 0, is a plain Euler step,
+for ``2 steps - 2`` model calls. The last step, to sigma = 0, is a plain Euler step,
 as in Algorithm 1 (line 6): the slope at sigma = 0 is undefined (0 / 0).
 
 The trapezoidal rule needs the slope to change little over a step, and the first
@@ -15,6 +15,15 @@ With the linear schedule (largest sigma about 157) Heun beats Euler from 10 step
 (0.09 against 0.28). Errors in the slope (a network's, or float32 rounding) are
 amplified the same way. Karras et al. cap the largest noise level (sigma_max = 80);
 DPM-Solver++ avoids the problem by solving the linear part of the ODE exactly.
+
+So the **first step is a plain Euler step** here. It starts from pure noise, where the
+data is negligible next to sigma, the slope is ``eps = x~ / sigma`` and the ODE's
+solution is ``x~ proportional to sigma``, which Euler follows exactly; the trapezoidal
+correction would only add the network's error at the next noise level, multiplied by
+the length of the step (measured on the shipped shapes U-Net, 100 samples: with the
+correction on the first step, 0% valid at every step count from 5 to 50; without it,
+44% valid at 10 steps and 92% at 25). One Euler step has a
+local error of order h^2, so the method stays second order overall.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ def sample_heun(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | 
         x_T: (B, C, H, W) or (B, D) starting noise; its device and dtype are used throughout.
         schedule: the schedule the model was trained with.
         steps: number of steps, visiting ``steps`` timesteps; the model is called
-            ``2 steps - 1`` times. None for all T.
+            ``2 steps - 2`` times (once for one step). None for all T.
         cond, guidance_scale, prediction_type, spacing, clip_x0, callback, progress: as in ``sample_ddpm``
             (the callback's x_0 guess is the one from the start of the step).
         generator: unused (the sampler adds no noise); accepted for the shared signature.
@@ -61,7 +70,7 @@ def sample_heun(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | 
             ab_t, h = float(ab[i + 1]), sigmas[i] - sigmas[i + 1]
             x_0, d = predict_x0_eps(model, math.sqrt(ab_t) * x, int(taus[i]), ab_t, **kwargs)
             x_next = x + h * d                                                  # Euler step
-            if i > 0:                                                           # not the step to sigma = 0
+            if 0 < i < len(taus) - 1:                                           # not the first step, nor the one to sigma = 0
                 ab_s = float(ab[i])
                 _, d_next = predict_x0_eps(model, math.sqrt(ab_s) * x_next, int(taus[i - 1]), ab_s, **kwargs)
                 x_next = x + h * (d + d_next) / 2                               # trapezoidal correction
