@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
@@ -43,22 +42,13 @@ from dlcourse.pretrained import load_pretrained
 from dlcourse.samplers import get_sampler
 from dlcourse.schedules import get_schedule
 from dlcourse.widgets_samplers import model_calls as nfe
+from train_speed import machine                     # bench/ is on sys.path when this script runs
 
 # (sampler, steps); Heun's NFE is 2 steps - 2. DDPM-1000 last: it is the reference and the longest.
 FULL = ([("dpmpp_2m", s) for s in (5, 10, 20, 50)] + [("ddim", s) for s in (5, 10, 20, 50)] + [("euler", 20)]
         + [("heun", s) for s in (5, 10, 25, 50)] + [("ddpm", s) for s in (20, 100)] + [("ddpm", 1000)])
 QUICK = [("dpmpp_2m", 10), ("dpmpp_2m", 20), ("ddim", 20), ("ddim", 50), ("heun", 10), ("ddpm", 100),
          ("ddpm", 1000)]
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
 
 
 def load_average() -> str:

@@ -98,17 +98,21 @@ def lr_at(step: int, args) -> float:
     return args.lr * min(1.0, (step + 1) / args.warmup) if args.warmup > 0 else args.lr
 
 
+def setup(args, schedule):
+    """The recipe's model (in train mode), loss function and optimiser."""
+    model = build(args)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    return model, make_loss(args, schedule), optimizer_for(model, args)
+
+
 def quality(args) -> dict:
     schedule = cosine_schedule(T)
     data = make_shapes(20_000, size=16, seed=0).images
     judge = load_judge(16)
     reference = make_shapes(200, size=16, seed=1).images
-    model = build(args)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
-    loss_fn = make_loss(args, schedule)
-    optimizer = optimizer_for(model, args)
+    model, loss_fn, optimizer = setup(args, schedule)
     emas = {d: EMA(model, d) for d in args.ema}
     checks = sorted(int(s) for s in args.check.split(",")) if args.check else [args.steps]
     results, train_s, losses = [], 0.0, []
@@ -160,12 +164,7 @@ def score(model, schedule, judge, reference, args):
 def speed(args) -> dict:
     schedule = cosine_schedule(T)
     data = make_shapes(2_000, size=16, seed=0).images
-    model = build(args)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
-    loss_fn = make_loss(args, schedule)
-    optimizer = optimizer_for(model, args)
+    model, loss_fn, optimizer = setup(args, schedule)
     ema = EMA(model, args.ema[0])
     rates, cpu_rates = [], []
     before = load()

@@ -164,6 +164,11 @@ def plot_2d(points, labels=None, ax=None, title: str | None = None, s: float = 4
         ax.scatter(p[:, 0], p[:, 1], s=s, alpha=alpha, label=None if labels is None else labels[i])
     if labels is not None:
         ax.legend(markerscale=3)
+    return _finish_2d_axes(ax, title)
+
+
+def _finish_2d_axes(ax, title: str | None):
+    """Equal scales, axis labels x_1 and x_2, and the title, on a 2-D plot's Axes; returns ax."""
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
@@ -239,12 +244,7 @@ def plot_vector_field(field, points=None, *, lim: float = 2.5, n: int = 21, ax=N
     else:
         ax.quiver(p[:, 0], p[:, 1], v[:, 0], v[:, 1], color=color, angles="xy",
                   scale_units="xy" if scale is not None else None, scale=scale, width=0.004)
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
-    if title is not None:
-        ax.set_title(title)
-    return ax
+    return _finish_2d_axes(ax, title)
 
 
 def _spacing(p: np.ndarray) -> float:
