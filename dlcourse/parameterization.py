@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .forward import expand_like
 from .schedules import NoiseSchedule
-from .validation import check_choice, check_tensor
+from .validation import check_choice, check_positive, check_tensor
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
@@ -117,8 +117,28 @@ def prediction_target(x_0: torch.Tensor, eps: torch.Tensor, alpha_bar, predictio
     return v_from_x0_eps(x_0, eps, alpha_bar)
 
 
+def min_snr_weight(alpha_bar: torch.Tensor, gamma: float, prediction_type: str = "epsilon") -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023, eq. 9 and its v and x_0 forms): (B,) like ``alpha_bar``.
+
+    With ``SNR = ab / (1 - ab)``, weighting the x_0 error by ``min(SNR, gamma)`` caps the
+    weight of the easy, nearly clean timesteps. The same weight, written for each target:
+    ``min(SNR, gamma) / SNR`` for "epsilon", ``min(SNR, gamma) / (SNR + 1)`` for
+    "v_prediction", ``min(SNR, gamma)`` for "sample".
+    """
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    check_positive("gamma", gamma)
+    snr = alpha_bar / (1 - alpha_bar)
+    capped = snr.clamp(max=gamma)
+    if prediction_type == "epsilon":
+        return capped / snr
+    if prediction_type == "v_prediction":
+        return capped / (snr + 1)
+    return capped
+
+
 def diffusion_loss(model, x_0: torch.Tensor, schedule: NoiseSchedule, *, prediction_type: str = "epsilon",
-                   cond=None, generator: torch.Generator | None = None) -> torch.Tensor:
+                   cond=None, generator: torch.Generator | None = None,
+                   min_snr_gamma: float | None = None) -> torch.Tensor:
     """The denoising objective, one Monte-Carlo estimate (Ho et al. 2020, Algorithm 1).
 
     ``t ~ U{0..T-1}``, ``eps ~ N(0, I)``, ``x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps``,
@@ -132,6 +152,9 @@ def diffusion_loss(model, x_0: torch.Tensor, schedule: NoiseSchedule, *, predict
         prediction_type: "epsilon", "sample" or "v_prediction".
         cond: conditioning passed through to the model.
         generator: draws ``t`` and ``eps`` (on its own device) for reproducibility.
+        min_snr_gamma: if given, each example's mean squared error is weighted by
+            ``min_snr_weight(alpha_bar_t, min_snr_gamma, prediction_type)`` (notebook 03 measures
+            what gamma = 5 buys in a short training run); None for the plain average.
 
     Returns:
         Scalar loss tensor.
@@ -147,4 +170,7 @@ def diffusion_loss(model, x_0: torch.Tensor, schedule: NoiseSchedule, *, predict
     x_t = ab.sqrt() * x_0 + (1 - ab).sqrt() * eps
     target = prediction_target(x_0, eps, alpha_bar, prediction_type)
     output = model(x_t, t, cond)
-    return F.mse_loss(output.float(), target.float())
+    if min_snr_gamma is None:
+        return F.mse_loss(output.float(), target.float())
+    error = (output.float() - target.float()).square().reshape(B, -1).mean(dim=1)        # (B,)
+    return (min_snr_weight(alpha_bar.float(), min_snr_gamma, prediction_type) * error).mean()

@@ -80,7 +80,8 @@ def train(model: nn.Module, data: torch.Tensor, schedule: NoiseSchedule | None, 
           seconds: float | None = None, batch_size: int = 128, lr: float = 1e-3,
           prediction_type: str = "epsilon", labels: torch.Tensor | None = None, p_uncond: float = 0.0,
           ema_decay: float | None = 0.999, device=None, seed: int = 0, precision: str = "auto",
-          progress: bool = True, loss_fn=None, grad_clip: float | None = 1.0) -> TrainResult:
+          progress: bool = True, loss_fn=None, grad_clip: float | None = 1.0,
+          min_snr_gamma: float | None = None) -> TrainResult:
     """Train ``model`` to denoise ``data`` with AdamW.
 
     Args:
@@ -106,6 +107,8 @@ def train(model: nn.Module, data: torch.Tensor, schedule: NoiseSchedule | None, 
         loss_fn: ``loss_fn(model, x_0, cond) -> scalar``, replacing ``diffusion_loss``
             (for flow matching, a VAE, ...).
         grad_clip: clip the gradient norm to this value; None for no clipping.
+        min_snr_gamma: Min-SNR-gamma weighting of the default loss (``diffusion_loss``);
+            None for the plain average.
 
     Returns:
         A ``TrainResult``. Interrupting (Ctrl-C) returns the steps completed so far
@@ -142,7 +145,8 @@ def train(model: nn.Module, data: torch.Tensor, schedule: NoiseSchedule | None, 
         schedule_d = schedule.to(device)
 
         def loss_fn(model, x_0, cond):
-            return diffusion_loss(model, x_0, schedule_d, prediction_type=prediction_type, cond=cond)
+            return diffusion_loss(model, x_0, schedule_d, prediction_type=prediction_type, cond=cond,
+                                  min_snr_gamma=min_snr_gamma)
 
     # fused=True: one kernel for all parameters instead of a Python loop over them
     # (several ms per step for a small model on a CPU).

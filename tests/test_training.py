@@ -210,3 +210,15 @@ def test_mlp_denoiser_learns_eight_gaussians():
     assert before > 1.5 * linear_optimum
     assert test_loss(result.model) < 0.9 * linear_optimum, (test_loss(result.model), linear_optimum)
     assert test_loss(result.ema_model) < 0.9 * linear_optimum
+
+
+def test_min_snr_gamma_reaches_the_default_loss():
+    """min_snr_gamma reaches train's default loss: same seed, same first batch, another logged loss."""
+    sched = linear_schedule(100)
+    for gamma in (None, 5.0):
+        torch.manual_seed(0)
+        model = MLPDenoiser(hidden=16, layers=1, time_dim=8)
+        weighted = train(model, toy_data(), sched, steps=1, min_snr_gamma=gamma, ema_decay=None, **FAST)
+        if gamma is None:
+            plain = weighted.losses[0]
+    assert weighted.losses[0] != pytest.approx(plain, rel=1e-3), "the weighting reached the loss"
