@@ -20,6 +20,13 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 
 @functools.lru_cache(maxsize=None)
+def model_device(model) -> torch.device:
+    """The device of ``model``'s first parameter (CPU for a model, or a plain function, without parameters)."""
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first.device if first is not None else torch.device("cpu")
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX).
 

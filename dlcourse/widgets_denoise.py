@@ -17,33 +17,20 @@ from __future__ import annotations
 
 import torch
 
+from .device import model_device
 from .fast import grading
 from .forward import q_sample
 from .parameterization import PREDICTION_TYPES, to_x0_eps
 from .schedules import NoiseSchedule
 from .validation import check_choice, check_tensor, check_timesteps
-from .widgets import SKIPPED, png_bytes
+from .widgets import SKIPPED, _check_schedule, png_bytes
 
 __all__ = ["denoise_explorer", "denoise_preview", "denoise_strip"]
-
-
-def _model_device(model) -> torch.device:
-    """The device of the model's first parameter (CPU for a model without parameters)."""
-    params = getattr(model, "parameters", None)
-    first = next(iter(params()), None) if callable(params) else None
-    return first.device if first is not None else torch.device("cpu")
 
 
 def _check_image(name: str, x) -> torch.Tensor:
     check_tensor(name, x, ndim=3, floating=True)
     return x.detach()
-
-
-def _check_schedule(schedule) -> NoiseSchedule:
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule: expected a NoiseSchedule (e.g. cosine_schedule(1000)), "
-                        f"got {type(schedule).__name__}")
-    return schedule
 
 
 @torch.no_grad()
@@ -68,12 +55,12 @@ def denoise_strip(model, x_0: torch.Tensor, schedule: NoiseSchedule, timesteps, 
         ``(x_t, x0_guess)``, each (N, C, H, W) float32 on the CPU.
     """
     x_0 = _check_image("x_0", x_0)
-    schedule = _check_schedule(schedule)
+    schedule = _check_schedule("schedule", schedule)
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     t = check_timesteps("timesteps", torch.as_tensor(timesteps), schedule.T).reshape(-1)   # (N,)
     if t.numel() == 0:
         raise ValueError("timesteps: expected at least one timestep, got none")
-    device = _model_device(model)
+    device = model_device(model)
     N = t.shape[0]
     eps = torch.randn(x_0.shape, generator=torch.Generator().manual_seed(seed))             # (C, H, W)
     x_0 = x_0.float().cpu()
@@ -130,7 +117,7 @@ def denoise_explorer(model, images: torch.Tensor, schedule: NoiseSchedule, *, t:
     if images.shape[0] == 0 or images.shape[1] not in (1, 3):
         raise ValueError(f"images: expected a batch (N, C, H, W) with N >= 1 and C = 1 or 3, "
                          f"got shape {tuple(images.shape)}")
-    schedule = _check_schedule(schedule)
+    schedule = _check_schedule("schedule", schedule)
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     T = schedule.T
     t = T // 2 if t is None else t

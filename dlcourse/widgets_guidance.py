@@ -20,6 +20,7 @@ import numbers
 
 import torch
 
+from .device import model_device
 from .fast import grading, pick
 from .plotting import image_grid
 from .samplers import sample_ddim
@@ -28,11 +29,6 @@ from .validation import check_positive
 from .widgets import SKIPPED, png_bytes
 
 __all__ = ["guidance_explorer", "guided_grid"]
-
-
-def _model_device(model) -> torch.device:
-    first = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-    return first.device if first is not None else torch.device("cpu")
 
 
 def _check_model(model) -> int:
@@ -73,7 +69,7 @@ def guided_grid(model, schedule: NoiseSchedule, label: int, w: float, n: int = 1
         raise TypeError(f"w: expected a finite number (the guidance scale), got {w!r}")
     check_positive("n", n, integer=True)
     check_positive("steps", steps, integer=True)
-    device = _model_device(model)
+    device = model_device(model)
     x_T = torch.randn((n, *image_shape), generator=torch.Generator().manual_seed(seed)).to(device)
     labels = torch.full((n,), int(label), dtype=torch.long, device=device)
     x = sample_ddim(model, x_T, schedule, steps, cond=labels, guidance_scale=float(w), progress=False)

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from .device import model_device
 from .fast import grading
 from .parameterization import PREDICTION_TYPES
 from .plotting import image_grid
@@ -37,12 +38,6 @@ def model_calls(name: str, steps: int) -> int:
     (its first and last steps are Euler steps), ``steps`` for the others."""
     check_choice("name", name, SAMPLERS)
     return max(1, 2 * steps - 2) if name == "heun" else steps
-
-
-def _model_device(model) -> torch.device:
-    params = getattr(model, "parameters", None)
-    first = next(iter(params()), None) if callable(params) else None
-    return first.device if first is not None else torch.device("cpu")
 
 
 def _check_args(schedule, name, steps, n, shape):
@@ -84,7 +79,7 @@ def sampler_preview(model, schedule: NoiseSchedule, name: str, steps: int, n: in
     """
     _check_args(schedule, name, steps, n, shape)
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-    device = _model_device(model)
+    device = model_device(model)
     x_T = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
     generator = torch.Generator(device=device).manual_seed(seed + 1)
     sampler = get_sampler(name)
