@@ -3,12 +3,13 @@
     .venv/bin/python bench/sampler_quality.py                       # 1000 samples, seed 0, ~35-60 min on 1 CPU thread
     .venv/bin/python bench/sampler_quality.py --n 1000 --seeds 0 1 2
     .venv/bin/python bench/sampler_quality.py --n 200 --quick       # a few configurations, a few minutes
+    .venv/bin/python bench/sampler_quality.py --target --threads 2  # DPM-Solver++(2M)-20, DDIM-50, DDPM-1000, ~10 min
 
 A script, not a test: the seconds depend on the machine and on whatever else runs on it.
 It is notebook 04's measurement with more samples, so that the notebook's figure (100
 samples) can be checked:
 
-- the model is ``load_pretrained("shapes16_unet")`` (cosine schedule, T = 1000, epsilon),
+- the model is ``load_pretrained("shapes16_unet")`` (cosine schedule, T = 1000, v-prediction),
   sampled with ``clip_x0=True`` and the default "linspace" spacing;
 - for each seed, every sampler and step count starts from the **same** noise x_T
   ``(n, 3, 16, 16)`` (``torch.Generator().manual_seed(seed)``); DDPM's and DDIM's added
@@ -47,6 +48,7 @@ from train_speed import machine                     # bench/ is on sys.path when
 # (sampler, steps); Heun's NFE is 2 steps - 2. DDPM-1000 last: it is the reference and the longest.
 FULL = ([("dpmpp_2m", s) for s in (5, 10, 20, 50)] + [("ddim", s) for s in (5, 10, 20, 50)] + [("euler", 20)]
         + [("heun", s) for s in (5, 10, 25, 50)] + [("ddpm", s) for s in (20, 100)] + [("ddpm", 1000)])
+TARGET = [("dpmpp_2m", 20), ("ddim", 50), ("ddpm", 1000)]      # are the first two within 10% of the last?
 QUICK = [("dpmpp_2m", 10), ("dpmpp_2m", 20), ("ddim", 20), ("ddim", 50), ("heun", 10), ("ddpm", 100),
          ("ddpm", 1000)]
 
@@ -60,15 +62,15 @@ def load_average() -> str:
 
 
 @torch.no_grad()
-def generate(model, schedule, name, steps, x_T, seed, batch, clip_x0):
+def generate(model, schedule, name, steps, x_T, seed, batch, info):
     """Samples (n, 3, 16, 16) and the sampler's wall time in seconds, in batches of ``batch``."""
     sampler = get_sampler(name)
     out, seconds = [], 0.0
     for k, start in enumerate(range(0, x_T.shape[0], batch)):
         g = torch.Generator().manual_seed(seed + 1 + 1000 * k)
         t0 = time.perf_counter()
-        out.append(sampler(model, x_T[start:start + batch], schedule, steps, clip_x0=clip_x0, generator=g,
-                           progress=False))
+        out.append(sampler(model, x_T[start:start + batch], schedule, steps, clip_x0=info["clip_x0"],
+                           prediction_type=info["prediction_type"], generator=g, progress=False))
         seconds += time.perf_counter() - t0
     return torch.cat(out), seconds
 
@@ -80,6 +82,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--quick", action="store_true", help="only a few configurations")
+    parser.add_argument("--target", action="store_true",
+                        help="only DPM-Solver++(2M)-20, DDIM-50 and DDPM-1000 (the target: the first two within 10%% "
+                             "of the last's FD)")
     parser.add_argument("--only", nargs="+", default=None, metavar="SAMPLER",
                         help="only these samplers (e.g. --only heun euler)")
     parser.add_argument("--json", default=None, help="write every row to this file")
@@ -89,7 +94,7 @@ def main() -> None:
     model, info = load_pretrained("shapes16_unet", device="cpu")
     schedule = get_schedule(info["schedule"], info["T"])
     judge = load_judge(16)
-    configs = QUICK if args.quick else FULL
+    configs = TARGET if args.target else QUICK if args.quick else FULL
     if args.only:
         configs = [(name, steps) for name, steps in configs if name in args.only]
     print(f"machine: {machine()}; load average at start: {load_average()}")
@@ -109,7 +114,7 @@ def main() -> None:
               f"{floors[seed]['real_valid']:6.3f}   (matched noise: FD {noise_fd:.0f})", flush=True)
         x_T = torch.randn(args.n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
         for name, steps in configs:
-            samples, seconds = generate(model, schedule, name, steps, x_T, seed, args.batch, info["clip_x0"])
+            samples, seconds = generate(model, schedule, name, steps, x_T, seed, args.batch, info)
             fd = frechet_distance(judge.features(samples), feats_a)
             row = dict(seed=seed, sampler=name, steps=steps, nfe=nfe(name, steps), fd=fd, floor=floor,
                        valid=valid_fraction(judge, samples), seconds=seconds, load=load_average())

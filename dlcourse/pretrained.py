@@ -64,9 +64,9 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "MLPDenoiser on two moons, linear schedule T=1000, epsilon prediction; "
            "samples within 2x of the real-vs-real energy distance"),
     _entry("shapes16_unet",
-           "9796890ce71831828cda20bddbb9f1d1c5800aba598c24f587e7c00fb83f8573",
-           "unconditional U-Net (0.81M, default UNetConfig) on 16 px shapes, cosine T=1000, epsilon; "
-           ">= 95% valid samples by the judge"),
+           "dd978b68bb4ebd7cedb4b10b8b4d60807c204d1e3b357147b5c19b86cae00b09",
+           "unconditional U-Net (0.81M, default UNetConfig) on 16 px shapes, cosine T=1000, v-prediction; "
+           ">= 95% valid samples by the judge, with DDPM and with the deterministic samplers"),
     _entry("shapes16_unet_cond",
            "6b7e9a3d5c000917ca3c6fba0d6baa2c4973e9776eb16eef9eae014767e385f1",
            "class-conditional U-Net (4 shapes + null label, p_uncond 0.1) on 16 px shapes, cosine T=1000, "

@@ -81,7 +81,7 @@ def train(model: nn.Module, data: torch.Tensor, schedule: NoiseSchedule | None, 
           prediction_type: str = "epsilon", labels: torch.Tensor | None = None, p_uncond: float = 0.0,
           ema_decay: float | None = 0.999, device=None, seed: int = 0, precision: str = "auto",
           progress: bool = True, loss_fn=None, grad_clip: float | None = 1.0,
-          min_snr_gamma: float | None = None) -> TrainResult:
+          min_snr_gamma: float | None = None, channels_last: bool | None = None) -> TrainResult:
     """Train ``model`` to denoise ``data`` with AdamW.
 
     Args:
@@ -109,6 +109,11 @@ def train(model: nn.Module, data: torch.Tensor, schedule: NoiseSchedule | None, 
         grad_clip: clip the gradient norm to this value; None for no clipping.
         min_snr_gamma: Min-SNR-gamma weighting of the default loss (``diffusion_loss``);
             None for the plain average.
+        channels_last: train with the weights and the batches in channels-last memory
+            order (N, H, W, C in memory; the shapes do not change). None: for images
+            (4-D data) on a CPU, where PyTorch's convolutions run faster so (the shapes
+            U-Net: 19 instead of 16 steps/s on 2 cores; ``bench/three_minutes.py``).
+            The model is handed back in the usual order.
 
     Returns:
         A ``TrainResult``. Interrupting (Ctrl-C) returns the steps completed so far
@@ -140,7 +145,10 @@ def train(model: nn.Module, data: torch.Tensor, schedule: NoiseSchedule | None, 
 
     device = get_device() if device is None else torch.device(device)
     dtype = resolve_precision(precision, device)
-    model.to(device).train()
+    if channels_last is None:
+        channels_last = data.ndim == 4 and device.type == "cpu"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format).train()
     if loss_fn is None:
         schedule_d = schedule.to(device)
 
@@ -164,6 +172,8 @@ def train(model: nn.Module, data: torch.Tensor, schedule: NoiseSchedule | None, 
             while steps is None or done < steps:
                 idx = torch.randint(0, data.shape[0], (batch_size,), device=data.device)
                 x_0 = data[idx].to(device, non_blocking=True)                    # (batch_size, ...)
+                if channels_last:
+                    x_0 = x_0.contiguous(memory_format=torch.channels_last)
                 cond = None
                 if labels is not None:
                     cond = labels[idx.to(labels.device)].to(device)              # (batch_size,)
@@ -192,6 +202,10 @@ def train(model: nn.Module, data: torch.Tensor, schedule: NoiseSchedule | None, 
             bar.close()
     elapsed = time.perf_counter() - start
     model.eval()
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
+        if ema is not None:
+            ema.model.to(memory_format=torch.contiguous_format)
     if interrupted:
         print(f"Interrupted after {done} steps; returning the model trained so far.")
     return TrainResult(model=model, ema_model=ema.model if ema is not None else None, losses=losses,

@@ -3,28 +3,38 @@
 One command per checkpoint, run from the repository root:
 
     .venv/bin/python scripts/train_checkpoints.py toy2d_mlp            # ~30 s training + ~10 s measuring
-    .venv/bin/python scripts/train_checkpoints.py shapes16_unet        # ~15 min + ~1 min
+    .venv/bin/python scripts/train_checkpoints.py shapes16_unet        # ~24 min + ~1 min
     .venv/bin/python scripts/train_checkpoints.py shapes16_unet_cond   # ~15 min + ~1 min
     .venv/bin/python scripts/train_checkpoints.py                      # all three, one after the other
     .venv/bin/python scripts/train_checkpoints.py --evaluate-only      # measure the shipped files (~2 min)
 
-(Times measured for the shipped files on one thread of a shared 2-core AMD EPYC with
-AVX512-BF16: the U-Nets ran 3000 steps at 3.1-3.4 steps/s in bf16 while other jobs ran.
-In fp32, as on a CPU without native bf16, expect ~1.5x longer.)
+Times measured for the shipped files. ``shapes16_unet``: 8000 steps of 128 images in fp32 on
+2 threads of a 2-core Intel Xeon without native bf16 (5.6 steps/s, channels-last memory).
+``shapes16_unet_cond``: 3000 steps on one thread of a shared 2-core AMD EPYC with AVX512-BF16,
+3.1-3.4 steps/s in bf16 while other jobs ran (in fp32, expect ~1.5x longer).
 
 Each run is fixed by its recipe below: a seed (weights, batches, timesteps, noise,
 label dropout), a step budget (never a time budget, so the result does not depend on
-the machine's load) and the data's seed. Precision: the U-Nets use "auto", i.e. bf16
-autocast on a CPU with native bf16 (AVX512-BF16 or AMX; the shipped U-Nets were trained
-so) and fp32 elsewhere, including on a GPU (``dlcourse.device.autocast_dtype``); the
-toy MLP uses fp32 (for a model this small autocast costs more than it saves).
-``--precision`` overrides both.
+the machine's load), the data's seed, and the number of CPU threads. Precision: the
+unconditional U-Net uses fp32; the conditional one "auto", i.e. bf16 autocast on a CPU
+with native bf16 (AVX512-BF16 or AMX; it was trained so) and fp32 elsewhere, including
+on a GPU (``dlcourse.device.autocast_dtype``); the toy MLP uses fp32 (for a model this
+small autocast costs more than it saves). ``--precision`` and ``--threads`` override
+the recipe.
+
+The unconditional U-Net predicts v (``prediction_type="v_prediction"``): its guess of
+x_0 at the highest noise levels is then the network's output itself, not an epsilon
+error multiplied by ``1 / sqrt(alpha_bar)`` (up to 20,000 with the cosine schedule), and
+the deterministic samplers, which follow that guess, come within 10% of DDPM's Frechet
+distance (``bench/sampler_quality.py``). With the epsilon model shipped before (3000
+steps) they stayed 7-8 times above it; trained alike (3000 steps of 64 images), v
+instead of epsilon cut DDIM-50's FD from 4.3 to 2.9 times DDPM-100's
+(``bench/prediction_gap.py``), and the longer training did the rest.
 
 The EMA weights are saved in fp32 with ``dlcourse.checkpoints.save_checkpoint`` (an
 atomic write, a ``.sha256`` sidecar); then paste the printed digest into ``PRETRAINED``
-in dlcourse/pretrained.py. With the same precision, thread count (``--threads``,
-default 1) and PyTorch build, a rerun gives bit-identical weights (checked for the toy)
-but a file with another digest: ``torch.save`` writes a random serialization id into
+in dlcourse/pretrained.py. With the same precision, thread count and PyTorch build, a
+rerun gives bit-identical weights (checked for the toy) but a file with another digest: ``torch.save`` writes a random serialization id into
 every file, and the file records the training time.
 
 The measurements use seeds the training never saw and the shapes judge
@@ -67,17 +77,20 @@ class Recipe:
     batch_size: int = 128
     lr: float = 1e-3
     ema_decay: float = 0.999
+    min_snr_gamma: float | None = None       # Min-SNR-gamma loss weighting (Hang et al. 2023); None = plain
     conditional: bool = False
     p_uncond: float = 0.0
     seed: int = 0
     precision: str = "auto"
+    threads: int = 1                         # CPU threads (results depend on the count slightly)
 
 
 RECIPES = {
     "toy2d_mlp": Recipe(data="two_moons", n_train=20_000, data_seed=0, model="mlp",
                         model_kwargs=dict(data_dim=2, hidden=128, layers=3), schedule="linear",
                         steps=6000, batch_size=512, lr=1e-3, precision="fp32"),
-    "shapes16_unet": Recipe(data="shapes", n_train=20_000, data_seed=0, model="unet", steps=3000),
+    "shapes16_unet": Recipe(data="shapes", n_train=20_000, data_seed=0, model="unet", steps=8000,
+                            prediction_type="v_prediction", precision="fp32", threads=2),
     "shapes16_unet_cond": Recipe(data="shapes", n_train=20_000, data_seed=0, model="unet", steps=3000,
                                  model_kwargs=dict(num_classes=len(SHAPE_NAMES)), conditional=True,
                                  p_uncond=0.1),
@@ -94,9 +107,10 @@ def build(recipe: Recipe) -> torch.nn.Module:
         return UNet(UNetConfig(**recipe.model_kwargs))
 
 
-def train_one(name: str, precision: str | None, device) -> None:
+def train_one(name: str, precision: str | None, threads: int | None, device) -> None:
     r = RECIPES[name]
     precision = precision or r.precision
+    torch.set_num_threads(threads or r.threads)
     labels = None
     if r.data == "shapes":
         shapes = make_shapes(r.n_train, size=IMAGE_SIZE, seed=r.data_seed)
@@ -108,7 +122,8 @@ def train_one(name: str, precision: str | None, device) -> None:
     print(f"[{name}] {sum(p.numel() for p in model.parameters()) / 1e6:.3f}M parameters, {r}", flush=True)
     result = train(model, data, schedule, steps=r.steps, batch_size=r.batch_size, lr=r.lr,
                    prediction_type=r.prediction_type, labels=labels, p_uncond=r.p_uncond,
-                   ema_decay=r.ema_decay, device=device, seed=r.seed, precision=precision, progress=True)
+                   ema_decay=r.ema_decay, min_snr_gamma=r.min_snr_gamma, device=device, seed=r.seed,
+                   precision=precision, progress=True)
     tail = result.losses[-200:]
     print(f"[{name}] {result.steps} steps in {result.seconds:.0f} s ({result.steps_per_second:.2f} steps/s, "
           f"{result.precision}, {result.device}); mean loss of the last 200 steps {sum(tail) / len(tail):.4f}",
@@ -119,7 +134,7 @@ def train_one(name: str, precision: str | None, device) -> None:
                  image_size=IMAGE_SIZE if r.data == "shapes" else None,
                  num_classes=r.model_kwargs.get("num_classes"), p_uncond=r.p_uncond,
                  clip_x0=r.data == "shapes", steps=result.steps, seed=r.seed, batch_size=r.batch_size, lr=r.lr,
-                 ema_decay=r.ema_decay, precision=result.precision, device=result.device,
+                 ema_decay=r.ema_decay, min_snr_gamma=r.min_snr_gamma, precision=result.precision, device=result.device,
                  threads=torch.get_num_threads(), seconds=round(result.seconds, 1),
                  final_loss=round(sum(tail) / len(tail), 5), torch_version=str(torch.__version__),
                  command=PRETRAINED[name].command)
@@ -195,9 +210,9 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help=f"checkpoints to train (default: all of {list_pretrained()})")
     parser.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
                         help="override the recipe's precision (toy: fp32; U-Nets: auto)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads (default 1: results depend on it slightly, and on a busy CPU "
-                             "2 threads can be many times slower than 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="override the recipe's CPU threads (results depend on the count slightly; on a "
+                             "busy CPU 2 threads can be many times slower than 1)")
     parser.add_argument("--device", default="cpu", help="cpu (default, as shipped), cuda, mps")
     parser.add_argument("--evaluate-only", action="store_true", help="measure the files in assets/, train nothing")
     parser.add_argument("--n-eval", type=int, default=512, help="samples per image measurement")
@@ -206,11 +221,11 @@ def main() -> None:
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         parser.error(f"unknown checkpoint(s) {unknown}; choose from {list_pretrained()}")
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or 1)
     device = get_device(args.device)
     for name in names:
         if not args.evaluate_only:
-            train_one(name, args.precision, device)
+            train_one(name, args.precision, args.threads, device)
         evaluate(name, args.n_eval)
 
 

@@ -222,3 +222,23 @@ def test_min_snr_gamma_reaches_the_default_loss():
         if gamma is None:
             plain = weighted.losses[0]
     assert weighted.losses[0] != pytest.approx(plain, rel=1e-3), "the weighting reached the loss"
+
+
+def test_channels_last_trains_the_same_model_and_hands_it_back_in_the_usual_order():
+    """Images train in channels-last order by default on a CPU: same losses, usual order afterwards."""
+    from dlcourse.models import UNet, UNetConfig
+
+    images = torch.randn(64, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for channels_last in (False, None):
+        torch.manual_seed(0)
+        model = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), attention=False, groups=4))
+        seen = []
+        model.register_forward_pre_hook(lambda m, args: seen.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)))
+        runs[channels_last] = train(model, images, cosine_schedule(50), steps=3, channels_last=channels_last,
+                                    **FAST)
+        assert all(seen) == (channels_last is None), "the batches reach the model in the requested order"
+        for m in (model, runs[channels_last].ema_model):
+            assert all(p.is_contiguous() for p in m.parameters()), "the model is handed back contiguous"
+    assert runs[None].losses == pytest.approx(runs[False].losses, rel=1e-4)
