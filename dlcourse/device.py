@@ -19,7 +19,6 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-@functools.lru_cache(maxsize=None)
 def model_device(model) -> torch.device:
     """The device of ``model``'s first parameter (CPU for a model, or a plain function, without parameters)."""
     params = getattr(model, "parameters", None)
@@ -27,6 +26,7 @@ def model_device(model) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX).
 
