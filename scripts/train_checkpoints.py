@@ -3,13 +3,13 @@
 One command per checkpoint, run from the repository root:
 
     .venv/bin/python scripts/train_checkpoints.py toy2d_mlp            # ~30 s training + ~10 s measuring
-    .venv/bin/python scripts/train_checkpoints.py shapes16_unet        # ~24 min + ~1 min
+    .venv/bin/python scripts/train_checkpoints.py shapes16_unet        # ~48 min + ~1 min
     .venv/bin/python scripts/train_checkpoints.py shapes16_unet_cond   # ~15 min + ~1 min
     .venv/bin/python scripts/train_checkpoints.py                      # all three, one after the other
     .venv/bin/python scripts/train_checkpoints.py --evaluate-only      # measure the shipped files (~2 min)
 
-Times measured for the shipped files. ``shapes16_unet``: 8000 steps of 128 images in fp32 on
-2 threads of a 2-core Intel Xeon without native bf16 (5.6 steps/s, channels-last memory).
+Times measured for the shipped files. ``shapes16_unet``: 16,000 steps of 128 images in fp32 on
+2 threads of a 2-core Intel Xeon without native bf16 (2886 s, 5.5 steps/s, channels-last memory).
 ``shapes16_unet_cond``: 3000 steps on one thread of a shared 2-core AMD EPYC with AVX512-BF16,
 3.1-3.4 steps/s in bf16 while other jobs ran (in fp32, expect ~1.5x longer).
 
@@ -25,12 +25,14 @@ the recipe.
 The unconditional U-Net predicts v (``prediction_type="v_prediction"``): its guess of
 x_0 at the highest noise levels is then the network's output itself, not an epsilon
 error multiplied by ``1 / sqrt(alpha_bar)`` (up to 20,000 with the cosine schedule), and
-the deterministic samplers, which follow that guess, come close to DDPM: DPM-Solver++(2M)
-at 20 steps and DDIM at 50 had 0.86-1.78 and 0.91-1.49 times DDPM-1000's Frechet distance
-over three seeds of 1000 samples (``bench/sampler_quality.py``). With the epsilon model
-shipped before (3000 steps) they stayed 7-8 times above it; trained alike (3000 steps of 64 images), v
-instead of epsilon cut DDIM-50's FD from 4.3 to 2.9 times DDPM-100's
-(``bench/prediction_gap.py``), and the longer training did the rest.
+the deterministic samplers, which follow that guess, come closer to DDPM: DPM-Solver++(2M)
+at 20 steps and DDIM at 50 had 1.85 and 1.69 times DDPM-1000's Frechet distance on average
+over three seeds of 2000 samples (``bench/sampler_quality.py --target --n 2000``), with 99%
+valid samples. With the epsilon model shipped before (3000 steps) they stayed 7-8 times
+above it (1000 samples); trained alike (3000 steps of 64 images), v instead of epsilon cut
+DDIM-50's FD from 4.3 to 2.9 times DDPM-100's (``bench/prediction_gap.py``), and longer
+training did more: from 8000 to 16,000 steps (and EMA decay 0.999 to 0.9995) DPM-Solver++(2M)-20's
+FD fell from 3.69 to 2.52 and DDIM-50's from 3.08 to 2.25 (seed 0 of that measurement).
 
 The EMA weights are saved in fp32 with ``dlcourse.checkpoints.save_checkpoint`` (an
 atomic write, a ``.sha256`` sidecar); then paste the printed digest into ``PRETRAINED``
@@ -91,8 +93,8 @@ RECIPES = {
     "toy2d_mlp": Recipe(data="two_moons", n_train=20_000, data_seed=0, model="mlp",
                         model_kwargs=dict(data_dim=2, hidden=128, layers=3), schedule="linear",
                         steps=6000, batch_size=512, lr=1e-3, precision="fp32"),
-    "shapes16_unet": Recipe(data="shapes", n_train=20_000, data_seed=0, model="unet", steps=8000,
-                            prediction_type="v_prediction", precision="fp32", threads=2),
+    "shapes16_unet": Recipe(data="shapes", n_train=20_000, data_seed=0, model="unet", steps=16_000,
+                            ema_decay=0.9995, prediction_type="v_prediction", precision="fp32", threads=2),
     "shapes16_unet_cond": Recipe(data="shapes", n_train=20_000, data_seed=0, model="unet", steps=3000,
                                  model_kwargs=dict(num_classes=len(SHAPE_NAMES)), conditional=True,
                                  p_uncond=0.1),

@@ -81,13 +81,25 @@ def test_timestep_spacings_match_diffusers():
     assert timesteps_for(sched, 3, "leading").tolist() == [0, 333, 666]
     assert timesteps_for(sched, 3, "trailing").tolist() == [332, 666, 999]
     assert timesteps_for(sched, 1).tolist() == [999] == timesteps_for(sched, 1, "trailing").tolist()
-    for spacing in ("linspace", "leading", "trailing"):
+    for spacing in ("linspace", "leading", "trailing", "quadratic"):
         assert torch.equal(timesteps_for(sched, None, spacing), torch.arange(1000))
         for T in (7, 100, 1000):
             for steps in sorted({1, 2, 3, T // 3 or 1, T // 2, T - 1, T}):
                 taus = timesteps_for(linear_schedule(T), steps, spacing)
                 assert len(taus) == steps and taus.dtype == torch.int64, (spacing, T, steps)
                 assert int(taus[0]) >= 0 and int(taus[-1]) <= T - 1 and bool((taus.diff() > 0).all())
+
+
+def test_quadratic_spacing_is_squares_of_a_linspace_and_distinct():
+    """(T-1) (i / (steps-1))^2, rounded; where two squares round alike near t = 0, at least t = i."""
+    sched = linear_schedule(1000)
+    assert timesteps_for(sched, 10, "quadratic").tolist() == [0, 12, 49, 111, 197, 308, 444, 604, 789, 999]
+    assert timesteps_for(sched, 1, "quadratic").tolist() == [999]
+    assert timesteps_for(sched, 50, "quadratic")[:6].tolist() == [0, 1, 2, 4, 7, 10]    # squares: 0, .4, 1.7, 3.7
+    for steps in range(2, 1001):
+        taus = timesteps_for(sched, steps, "quadratic")
+        assert len(taus) == steps and int(taus[0]) == 0 and int(taus[-1]) == 999, steps
+        assert bool((taus.diff() > 0).all()), steps
 
 
 def test_respacing_keeps_alpha_bar_at_the_visited_steps():
@@ -333,7 +345,7 @@ def test_bad_arguments_are_named(name):
     sched, x_T = linear_schedule(1000), torch.randn(4, 2)
     model = ExactGaussianDenoiser(sched, 0.0, 1.0)
     sampler = get_sampler(name)
-    with pytest.raises(ValueError, match="spacing: expected one of 'linspace', 'leading', 'trailing', got 'cosine'"):
+    with pytest.raises(ValueError, match="spacing: expected one of 'linspace', 'leading', 'trailing', 'quadratic', got 'cosine'"):
         sampler(model, x_T, sched, 10, spacing="cosine", progress=False)
     with pytest.raises(ValueError, match="steps: expected at most the schedule's T = 1000, got 2000"):
         sampler(model, x_T, sched, 2000, progress=False)
