@@ -5,7 +5,7 @@ timesteps, from the largest down, and then steps to clean data (alpha_bar = 1).
 How the ``steps`` are chosen is the *spacing*; the three names are diffusers'
 ``timestep_spacing`` values (Lin et al. 2024, "Common diffusion noise schedules
 and sample steps are flawed", Table 2), and "quadratic" is the DDIM paper's
-choice for CIFAR-10 (Song et al. 2021, sec. D.2). For T = 1000 and 10 steps:
+choice for CIFAR-10 (Song et al. 2021, appendix D). For T = 1000 and 10 steps:
 
     "linspace"   evenly from 0 to T-1, rounded:     0, 111, 222, ..., 888, 999
     "leading"    multiples of T // steps:            0, 100, 200, ..., 800, 900
@@ -13,7 +13,8 @@ choice for CIFAR-10 (Song et al. 2021, sec. D.2). For T = 1000 and 10 steps:
     "quadratic"  (T-1) (i / (steps-1))^2, rounded:     0, 12, 49, 111, ..., 790, 999
 
 "quadratic" spends more of the steps at low noise, where the fine detail is
-decided, and fewer at high noise, where the image is still a blur.
+decided, and fewer at middle and high noise, where the layout is; for the shapes
+U-Net that made DPM-Solver++(2M) at 20 steps worse (``bench/README.md``).
 
 "leading" never starts at T-1, so the first step sees less noise than the model
 was trained to remove (Stable Diffusion 1.x adds 1 to every step, its
