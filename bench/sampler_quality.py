@@ -11,7 +11,7 @@ It is notebook 04's measurement with more samples, so that the notebook's figure
 samples) can be checked:
 
 - the model is ``load_pretrained("shapes16_unet")`` (cosine schedule, T = 1000, v-prediction),
-  sampled with ``clip_x0=True`` and the default "linspace" spacing;
+  sampled with ``clip_x0=True`` and the default "linspace" spacing (``--spacing`` for another);
 - for each seed, every sampler and step count starts from the **same** noise x_T
   ``(n, 3, 16, 16)`` (``torch.Generator().manual_seed(seed)``); DDPM's and DDIM's added
   noise comes from a generator seeded with ``seed + 1``;
@@ -46,7 +46,7 @@ from dlcourse.data import make_shapes
 from dlcourse.judge import load_judge
 from dlcourse.metrics import frechet_distance, matched_noise, valid_fraction
 from dlcourse.pretrained import load_pretrained
-from dlcourse.samplers import get_sampler
+from dlcourse.samplers import SPACINGS, get_sampler
 from dlcourse.schedules import get_schedule
 from dlcourse.widgets_samplers import model_calls as nfe
 from train_speed import machine                     # bench/ is on sys.path when this script runs
@@ -81,7 +81,7 @@ def mean_sd(values) -> str:
 
 
 @torch.no_grad()
-def generate(model, schedule, name, steps, x_T, seed, batch, info):
+def generate(model, schedule, name, steps, x_T, seed, batch, info, spacing="linspace"):
     """Samples (n, 3, 16, 16) and the sampler's wall time in seconds, in batches of ``batch``."""
     sampler = get_sampler(name)
     out, seconds = [], 0.0
@@ -89,7 +89,8 @@ def generate(model, schedule, name, steps, x_T, seed, batch, info):
         g = torch.Generator().manual_seed(seed + 1 + 1000 * k)
         t0 = time.perf_counter()
         out.append(sampler(model, x_T[start:start + batch], schedule, steps, clip_x0=info["clip_x0"],
-                           prediction_type=info["prediction_type"], generator=g, progress=False))
+                           prediction_type=info["prediction_type"], generator=g, spacing=spacing,
+                           progress=False))
         seconds += time.perf_counter() - t0
     return torch.cat(out), seconds
 
@@ -107,6 +108,8 @@ def main() -> None:
                              "target: DPM-Solver++(2M)-20 and DDIM-50 within 10%% of DDPM-1000's FD)")
     parser.add_argument("--only", nargs="+", default=None, metavar="SAMPLER",
                         help="only these samplers (e.g. --only heun euler)")
+    parser.add_argument("--spacing", default="linspace", choices=SPACINGS,
+                        help="the timesteps every sampler visits (with all 1000 steps they are the same)")
     parser.add_argument("--json", default=None, help="write every row to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,7 +123,8 @@ def main() -> None:
         configs = [(name, steps) for name, steps in configs if name in args.only]
     print(f"machine: {machine()}; load average at start: {load_average()}")
     print(f"model: shapes16_unet ({info['schedule']}, T = {info['T']}, {info['prediction_type']}), "
-          f"n = {args.n} samples per row, {args.reference} real images as the reference, seeds {args.seeds}")
+          f"n = {args.n} samples per row, {args.reference} real images as the reference, seeds {args.seeds}, "
+          f"spacing {args.spacing!r}")
     print(f"{'seed':>4s} {'sampler':>9s} {'steps':>5s} {'NFE':>5s} {'FD':>8s} {'floor':>6s} {'valid':>6s} "
           f"{'seconds':>8s} {'load':>15s}", flush=True)
 
@@ -136,7 +140,7 @@ def main() -> None:
         x_T = torch.randn(args.n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
         x_T = x_T.to(memory_format=torch.channels_last)
         for name, steps in configs:
-            samples, seconds = generate(model, schedule, name, steps, x_T, seed, args.batch, info)
+            samples, seconds = generate(model, schedule, name, steps, x_T, seed, args.batch, info, args.spacing)
             fd = frechet_distance(judge.features(samples), feats_a)
             row = dict(seed=seed, sampler=name, steps=steps, nfe=nfe(name, steps), fd=fd, floor=floor,
                        valid=valid_fraction(judge, samples), seconds=seconds, load=load_average())
@@ -164,7 +168,8 @@ def main() -> None:
     print(f"load average at the end: {load_average()}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(machine=machine(), n=args.n, seeds=args.seeds, floors=floors, rows=rows), f, indent=1)
+            json.dump(dict(machine=machine(), n=args.n, seeds=args.seeds, spacing=args.spacing, floors=floors,
+                           rows=rows), f, indent=1)
 
 
 if __name__ == "__main__":

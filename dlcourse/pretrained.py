@@ -64,7 +64,7 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "MLPDenoiser on two moons, linear schedule T=1000, epsilon prediction; "
            "samples within 2x of the real-vs-real energy distance"),
     _entry("shapes16_unet",
-           "762e2a51b0e6b2a2ebb24c200a9c97e2a1a01f1020a43d6cf19ff47ea6c2488f",
+           "5c97bffc96d579ad456bf60adfda14d56f70cedce3e02b13f5f9a8e1ec5717e9",
            "unconditional U-Net (0.81M, default UNetConfig) on 16 px shapes, cosine T=1000, v-prediction; "
            ">= 95% valid samples by the judge, with DDPM and with the deterministic samplers"),
     _entry("shapes16_unet_cond",

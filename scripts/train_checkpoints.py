@@ -3,13 +3,16 @@
 One command per checkpoint, run from the repository root:
 
     .venv/bin/python scripts/train_checkpoints.py toy2d_mlp            # ~30 s training + ~10 s measuring
-    .venv/bin/python scripts/train_checkpoints.py shapes16_unet        # ~48 min + ~1 min
+    .venv/bin/python scripts/train_checkpoints.py shapes16_unet        # ~78 min + ~1 min
     .venv/bin/python scripts/train_checkpoints.py shapes16_unet_cond   # ~15 min + ~1 min
     .venv/bin/python scripts/train_checkpoints.py                      # all three, one after the other
     .venv/bin/python scripts/train_checkpoints.py --evaluate-only      # measure the shipped files (~2 min)
 
-Times measured for the shipped files. ``shapes16_unet``: 16,000 steps of 128 images in fp32 on
-2 threads of a 2-core Intel Xeon without native bf16 (2886 s, 5.5 steps/s, channels-last memory).
+Times measured for the shipped files. ``shapes16_unet``: 16,000 steps of 128 images at a constant
+learning rate, then 10,000 more from their EMA weights with the learning rate annealed to 0, in
+fp32 on 2 threads of a 2-core Intel Xeon without native bf16 (2886 s + 1783 s, 5.5-5.6 steps/s,
+channels-last memory). ``--stage1 PATH`` starts the second stage from a file the first one wrote
+(the shipped file before the annealing was that file: SHA-256 762e2a51..., recorded in the new one).
 ``shapes16_unet_cond``: 3000 steps on one thread of a shared 2-core AMD EPYC with AVX512-BF16,
 3.1-3.4 steps/s in bf16 while other jobs ran (in fp32, expect ~1.5x longer).
 
@@ -25,14 +28,17 @@ the recipe.
 The unconditional U-Net predicts v (``prediction_type="v_prediction"``): its guess of
 x_0 at the highest noise levels is then the network's output itself, not an epsilon
 error multiplied by ``1 / sqrt(alpha_bar)`` (up to 20,000 with the cosine schedule), and
-the deterministic samplers, which follow that guess, come closer to DDPM: DPM-Solver++(2M)
-at 20 steps and DDIM at 50 had 1.85 and 1.69 times DDPM-1000's Frechet distance on average
-over three seeds of 2000 samples (``bench/sampler_quality.py --target --n 2000``), with 99%
-valid samples. With the epsilon model shipped before (3000 steps) they stayed 7-8 times
-above it (1000 samples); trained alike (3000 steps of 64 images), v instead of epsilon cut
-DDIM-50's FD from 4.3 to 2.9 times DDPM-100's (``bench/prediction_gap.py``), and longer
-training did more: from 8000 to 16,000 steps (and EMA decay 0.999 to 0.9995) DPM-Solver++(2M)-20's
-FD fell from 3.69 to 2.52 and DDIM-50's from 3.08 to 2.25 (seed 0 of that measurement).
+the deterministic samplers, which follow that guess, come closer to DDPM. With the epsilon
+model shipped first (3000 steps) DPM-Solver++(2M) at 20 steps and DDIM at 50 stayed 7-8 times
+above DDPM-1000's Frechet distance (1000 samples); trained alike (3000 steps of 64 images), v
+instead of epsilon cut DDIM-50's FD from 4.3 to 2.9 times DDPM-100's (``bench/prediction_gap.py``).
+Longer training did more: from 8000 to 16,000 steps (and EMA decay 0.999 to 0.9995)
+DPM-Solver++(2M)-20's FD fell from 3.69 to 2.52 and DDIM-50's from 3.08 to 2.25 (seed 0 of
+``bench/sampler_quality.py --target --n 2000``). The annealing stage then mostly helped DDPM:
+over three seeds of 2000 samples DDPM-1000's FD went from 1.18 to 0.95 on average, the converged
+ODE's (DPM-Solver++(2M) at 50 steps) from 1.88 to 1.20, DDIM-50's from 1.92 to 1.66, and
+DPM-Solver++(2M)-20's stayed at 2.1-2.2; the 512-sample evaluation below, DDPM at 50 steps, went
+from FD 11.56 to 7.54 (floor 4.09), valid 0.996 to 1.000.
 
 The EMA weights are saved in fp32 with ``dlcourse.checkpoints.save_checkpoint`` (an
 atomic write, a ``.sha256`` sidecar); then paste the printed digest into ``PRETRAINED``
@@ -54,7 +60,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dlcourse.checkpoints import model_config, save_checkpoint
+from dlcourse.checkpoints import build_model, load_checkpoint, model_config, save_checkpoint, sha256_file
 from dlcourse.data import make_shapes, make_toy
 from dlcourse.data.shapes import SHAPE_NAMES
 from dlcourse.device import get_device
@@ -82,6 +88,8 @@ class Recipe:
     lr: float = 1e-3
     ema_decay: float = 0.999
     min_snr_gamma: float | None = None       # Min-SNR-gamma loss weighting (Hang et al. 2023); None = plain
+    anneal_steps: int = 0                    # a second stage from the first one's EMA weights: this many
+    anneal_lr: float = 3e-4                  # steps, the lr falling from anneal_lr to 0 (cosine), seed + 1
     conditional: bool = False
     p_uncond: float = 0.0
     seed: int = 0
@@ -94,7 +102,8 @@ RECIPES = {
                         model_kwargs=dict(data_dim=2, hidden=128, layers=3), schedule="linear",
                         steps=6000, batch_size=512, lr=1e-3, precision="fp32"),
     "shapes16_unet": Recipe(data="shapes", n_train=20_000, data_seed=0, model="unet", steps=16_000,
-                            ema_decay=0.9995, prediction_type="v_prediction", precision="fp32", threads=2),
+                            ema_decay=0.9995, prediction_type="v_prediction", precision="fp32", threads=2,
+                            anneal_steps=10_000, anneal_lr=5e-4),
     "shapes16_unet_cond": Recipe(data="shapes", n_train=20_000, data_seed=0, model="unet", steps=3000,
                                  model_kwargs=dict(num_classes=len(SHAPE_NAMES)), conditional=True,
                                  p_uncond=0.1),
@@ -111,7 +120,21 @@ def build(recipe: Recipe) -> torch.nn.Module:
         return UNet(UNetConfig(**recipe.model_kwargs))
 
 
-def train_one(name: str, precision: str | None, threads: int | None, device) -> None:
+def load_stage1(path, recipe: Recipe) -> torch.nn.Module:
+    """The first stage's EMA weights from a checkpoint that recorded the same recipe, instead of training them."""
+    checkpoint = load_checkpoint(path)
+    extra = checkpoint.get("extra") or {}
+    expected = dict(steps=recipe.steps, seed=recipe.seed, batch_size=recipe.batch_size, lr=recipe.lr,
+                    ema_decay=recipe.ema_decay, prediction_type=recipe.prediction_type, anneal_steps=0)
+    got = {k: extra.get(k, checkpoint["config"].get(k)) for k in expected}
+    got["anneal_steps"] = extra.get("anneal_steps", 0)          # a file of the first stage alone has none
+    if got != expected:
+        raise ValueError(f"--stage1: {path} was not trained with the first stage of this recipe: "
+                         f"expected {expected}, got {got}")
+    return build_model(checkpoint), extra
+
+
+def train_one(name: str, precision: str | None, threads: int | None, device, stage1=None) -> None:
     r = RECIPES[name]
     precision = precision or r.precision
     torch.set_num_threads(threads or r.threads)
@@ -121,27 +144,41 @@ def train_one(name: str, precision: str | None, threads: int | None, device) -> 
         data, labels = shapes.images, (shapes.labels if r.conditional else None)
     else:
         data = make_toy(r.data, r.n_train, seed=r.data_seed)
-    model = build(r)
     schedule = get_schedule(r.schedule, r.T)
+    common = dict(batch_size=r.batch_size, prediction_type=r.prediction_type, labels=labels, p_uncond=r.p_uncond,
+                  ema_decay=r.ema_decay, min_snr_gamma=r.min_snr_gamma, device=device, precision=precision,
+                  progress=True)
+    stages = [dict(steps=r.steps, lr=r.lr, seed=r.seed)]
+    if r.anneal_steps:
+        stages.append(dict(steps=r.anneal_steps, lr=r.anneal_lr, seed=r.seed + 1, lr_schedule="cosine"))
+    model = build(r)
     print(f"[{name}] {sum(p.numel() for p in model.parameters()) / 1e6:.3f}M parameters, {r}", flush=True)
-    result = train(model, data, schedule, steps=r.steps, batch_size=r.batch_size, lr=r.lr,
-                   prediction_type=r.prediction_type, labels=labels, p_uncond=r.p_uncond,
-                   ema_decay=r.ema_decay, min_snr_gamma=r.min_snr_gamma, device=device, seed=r.seed,
-                   precision=precision, progress=True)
-    tail = result.losses[-200:]
-    print(f"[{name}] {result.steps} steps in {result.seconds:.0f} s ({result.steps_per_second:.2f} steps/s, "
-          f"{result.precision}, {result.device}); mean loss of the last 200 steps {sum(tail) / len(tail):.4f}",
-          flush=True)
-    ema = result.ema_model.float().cpu()
+    seconds, done, provenance = 0.0, 0, {}
+    for k, stage in enumerate(stages):
+        if k == 0 and stage1 is not None:
+            model, extra = load_stage1(stage1, r)
+            seconds, done = extra.get("seconds", 0.0), extra["steps"]
+            provenance = dict(stage1_sha256=sha256_file(stage1))
+            print(f"[{name}] stage 1: EMA weights from {stage1} ({done} steps, {seconds:.0f} s when trained)",
+                  flush=True)
+            continue
+        result = train(model, data, schedule, **stage, **common)
+        tail = result.losses[-200:]
+        print(f"[{name}] stage {k + 1}: {result.steps} steps in {result.seconds:.0f} s "
+              f"({result.steps_per_second:.2f} steps/s, {result.precision}, {result.device}); "
+              f"mean loss of the last 200 steps {sum(tail) / len(tail):.4f}", flush=True)
+        model = result.ema_model.float()                 # the next stage starts from these weights
+        seconds, done = seconds + result.seconds, done + result.steps
+    ema = model.float().cpu()
     config = model_config(ema, prediction_type=r.prediction_type, schedule=r.schedule, T=r.T)
     extra = dict(data=r.data, n_train=r.n_train, data_seed=r.data_seed,
                  image_size=IMAGE_SIZE if r.data == "shapes" else None,
                  num_classes=r.model_kwargs.get("num_classes"), p_uncond=r.p_uncond,
-                 clip_x0=r.data == "shapes", steps=result.steps, seed=r.seed, batch_size=r.batch_size, lr=r.lr,
-                 ema_decay=r.ema_decay, min_snr_gamma=r.min_snr_gamma, precision=result.precision, device=result.device,
-                 threads=torch.get_num_threads(), seconds=round(result.seconds, 1),
-                 final_loss=round(sum(tail) / len(tail), 5), torch_version=str(torch.__version__),
-                 command=PRETRAINED[name].command)
+                 clip_x0=r.data == "shapes", steps=r.steps, anneal_steps=r.anneal_steps, anneal_lr=r.anneal_lr,
+                 seed=r.seed, batch_size=r.batch_size, lr=r.lr, ema_decay=r.ema_decay, min_snr_gamma=r.min_snr_gamma,
+                 precision=result.precision, device=result.device, threads=torch.get_num_threads(),
+                 seconds=round(seconds, 1), trained_steps=done, final_loss=round(sum(tail) / len(tail), 5),
+                 torch_version=str(torch.__version__), command=PRETRAINED[name].command, **provenance)
     path = ASSET_DIR / PRETRAINED[name].filename
     digest = save_checkpoint(path, ema, config, extra=extra)
     print(f"[{name}] saved {path} ({path.stat().st_size / 1e6:.2f} MB)\n[{name}] SHA-256 {digest}\n"
@@ -151,7 +188,6 @@ def train_one(name: str, precision: str | None, threads: int | None, device) -> 
 def load_unchecked(name: str):
     """The checkpoint just written, before its digest is pasted into pretrained.py."""
     import dlcourse.pretrained as pretrained
-    from dlcourse.checkpoints import sha256_file
     entry = PRETRAINED[name]
     digest = sha256_file(ASSET_DIR / entry.filename)
     if digest != entry.sha256:
@@ -220,8 +256,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default, as shipped), cuda, mps")
     parser.add_argument("--evaluate-only", action="store_true", help="measure the files in assets/, train nothing")
     parser.add_argument("--n-eval", type=int, default=512, help="samples per image measurement")
+    parser.add_argument("--stage1", default=None, metavar="PATH",
+                        help="a checkpoint this recipe's first stage wrote (e.g. the previous shipped file): "
+                             "start the annealing stage from its weights instead of training them again")
     args = parser.parse_args()
     names = args.names or list_pretrained()
+    if args.stage1 and (len(names) != 1 or not RECIPES.get(names[0], RECIPES["toy2d_mlp"]).anneal_steps):
+        parser.error("--stage1: name one checkpoint whose recipe has an annealing stage (anneal_steps > 0)")
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         parser.error(f"unknown checkpoint(s) {unknown}; choose from {list_pretrained()}")
@@ -229,7 +270,7 @@ def main() -> None:
     device = get_device(args.device)
     for name in names:
         if not args.evaluate_only:
-            train_one(name, args.precision, args.threads, device)
+            train_one(name, args.precision, args.threads, device, stage1=args.stage1)
         evaluate(name, args.n_eval)
 
 

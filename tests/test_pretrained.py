@@ -99,7 +99,7 @@ def test_shapes16_unet_gives_valid_shapes(judge):
 
 @pytest.mark.parametrize("sampler, steps", [("ddim", 50), ("dpmpp_2m", 20)])
 def test_shapes16_unet_gives_valid_shapes_with_the_deterministic_samplers(judge, sampler, steps):
-    # 64 samples from one x_T: measured 1.00 valid for seeds 1-3 (0.993-0.997 on 2000 samples, at 1.4-2.4 times
+    # 64 samples from one x_T: measured 1.00 valid for seeds 1-3 (0.996-0.998 on 2000 samples, at 1.2-3.6 times
     # DDPM-1000's Frechet distance, bench/sampler_quality.py). The epsilon model shipped before gave 0.87-0.89
     # (1000 samples), and reading a v-model's output as epsilon gave ~0.3.
     model, info = load_pretrained("shapes16_unet", device="cpu")
@@ -155,3 +155,31 @@ def test_missing_file_names_the_path_and_the_command(tmp_path, monkeypatch):
     message = str(err.value)
     assert str(tmp_path / "shapes16_unet_cond.pt") in message
     assert "python scripts/train_checkpoints.py shapes16_unet_cond" in message
+
+
+def test_the_annealing_stage_starts_only_from_its_own_first_stage(tmp_path):
+    """``train_checkpoints.py --stage1 PATH`` takes a file's weights as the recipe's first stage only if the
+    file records that stage's settings and no annealing of its own (the shipped file has had it)."""
+    import sys
+    sys.path.insert(0, str(pretrained.ASSET_DIR.parents[1] / "scripts"))
+    try:
+        from train_checkpoints import RECIPES, build, load_stage1
+    finally:
+        sys.path.pop(0)
+    recipe = RECIPES["shapes16_unet"]
+    assert recipe.anneal_steps > 0
+    first = dict(steps=recipe.steps, seed=recipe.seed, batch_size=recipe.batch_size, lr=recipe.lr,
+                 ema_decay=recipe.ema_decay)
+    model = build(recipe)
+    path = tmp_path / "stage1.pt"
+    save_checkpoint(path, model, ckpt.model_config(model, prediction_type=recipe.prediction_type), extra=first)
+    loaded, extra = load_stage1(path, recipe)
+    assert extra["steps"] == recipe.steps
+    for a, b in zip(loaded.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="--stage1.*not trained with the first stage"):
+        load_stage1(pretrained.pretrained_path("shapes16_unet"), recipe)        # annealed already
+    save_checkpoint(path, model, ckpt.model_config(model, prediction_type=recipe.prediction_type),
+                    extra={**first, "steps": recipe.steps // 2})
+    with pytest.raises(ValueError, match="steps"):
+        load_stage1(path, recipe)

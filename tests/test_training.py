@@ -131,6 +131,38 @@ def test_label_dropout_uses_the_null_label():
         train(tiny(), toy_data(), linear_schedule(10), steps=1, labels=labels, p_uncond=0.1, **FAST)
 
 
+class OneParameter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Parameter(torch.zeros(()))
+
+
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_lr_schedule_sets_every_steps_learning_rate(lr_schedule):
+    """With loss = p the gradient is 1 at every step, so AdamW moves p by exactly lr_k (plus its
+    decoupled weight decay lr_k * 0.01 * p): the steps read back the learning rates.
+    Cosine: lr_k = lr (1 + cos(pi k / N)) / 2, from lr at k = 0 down to ~0 at the last step.
+    """
+    N, lr, seen = 10, 0.1, []
+
+    def loss_fn(model, x_0, cond):
+        seen.append(model.p.item())
+        return model.p
+
+    train(OneParameter(), toy_data(), None, steps=N, lr=lr, lr_schedule=lr_schedule, loss_fn=loss_fn,
+          ema_decay=None, grad_clip=None, **FAST)
+    k = torch.arange(N - 1, dtype=torch.float64)
+    expected = (torch.full_like(k, lr) if lr_schedule == "constant"
+                else lr * (1 + torch.cos(math.pi * k / N)) / 2)
+    p = torch.tensor(seen[:N], dtype=torch.float64)
+    lr_k = (p[:-1] - p[1:]) / (1 + 0.01 * p[:-1])         # p' = p (1 - 0.01 lr_k) - lr_k
+    torch.testing.assert_close(lr_k, expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train(tiny(), toy_data(), linear_schedule(10), seconds=1, lr_schedule="cosine", **FAST)
+    with pytest.raises(ValueError, match="lr_schedule.*'cosine'.*'linear'"):
+        train(tiny(), toy_data(), linear_schedule(10), steps=1, lr_schedule="linear", **FAST)
+
+
 def test_budget_and_precision_arguments():
     with pytest.raises(ValueError, match="steps, seconds"):
         train(tiny(), toy_data(), linear_schedule(10), **FAST)
