@@ -120,8 +120,9 @@ def build(recipe: Recipe) -> torch.nn.Module:
         return UNet(UNetConfig(**recipe.model_kwargs))
 
 
-def load_stage1(path, recipe: Recipe) -> torch.nn.Module:
-    """The first stage's EMA weights from a checkpoint that recorded the same recipe, instead of training them."""
+def load_stage1(path, recipe: Recipe) -> tuple[torch.nn.Module, dict]:
+    """``(model, extra)``: the first stage's EMA weights and the training record of a checkpoint that
+    recorded the same first stage and no annealing, to start the second stage without training the first."""
     checkpoint = load_checkpoint(path)
     extra = checkpoint.get("extra") or {}
     expected = dict(steps=recipe.steps, seed=recipe.seed, batch_size=recipe.batch_size, lr=recipe.lr,
