@@ -125,10 +125,11 @@ def load_stage1(path, recipe: Recipe) -> tuple[torch.nn.Module, dict]:
     recorded the same first stage and no annealing, to start the second stage without training the first."""
     checkpoint = load_checkpoint(path)
     extra = checkpoint.get("extra") or {}
-    expected = dict(steps=recipe.steps, seed=recipe.seed, batch_size=recipe.batch_size, lr=recipe.lr,
-                    ema_decay=recipe.ema_decay, prediction_type=recipe.prediction_type, anneal_steps=0)
-    got = {k: extra.get(k, checkpoint["config"].get(k)) for k in expected}
-    got["anneal_steps"] = extra.get("anneal_steps", 0)          # a file of the first stage alone has none
+    first = dict(steps=recipe.steps, seed=recipe.seed, batch_size=recipe.batch_size, lr=recipe.lr,
+                 ema_decay=recipe.ema_decay, prediction_type=recipe.prediction_type)
+    expected = {**first, "anneal_steps": 0}
+    got = {**{k: extra.get(k, checkpoint["config"].get(k)) for k in first},
+           "anneal_steps": extra.get("anneal_steps", 0)}            # a file of the first stage alone has none
     if got != expected:
         raise ValueError(f"--stage1: {path} was not trained with the first stage of this recipe: "
                          f"expected {expected}, got {got}")
@@ -154,21 +155,20 @@ def train_one(name: str, precision: str | None, threads: int | None, device, sta
         stages.append(dict(steps=r.anneal_steps, lr=r.anneal_lr, seed=r.seed + 1, lr_schedule="cosine"))
     model = build(r)
     print(f"[{name}] {sum(p.numel() for p in model.parameters()) / 1e6:.3f}M parameters, {r}", flush=True)
-    seconds, done, provenance = 0.0, 0, {}
-    for k, stage in enumerate(stages):
-        if k == 0 and stage1 is not None:
-            model, extra = load_stage1(stage1, r)
-            seconds, done = extra.get("seconds", 0.0), extra["steps"]
-            provenance = dict(stage1_sha256=sha256_file(stage1))
-            print(f"[{name}] stage 1: EMA weights from {stage1} ({done} steps, {seconds:.0f} s when trained)",
-                  flush=True)
-            continue
+    seconds, done, provenance, first = 0.0, 0, {}, 0
+    if stage1 is not None:                               # the first stage's weights from a file
+        model, extra = load_stage1(stage1, r)
+        seconds, done, first = extra.get("seconds", 0.0), extra["steps"], 1
+        provenance = dict(stage1_sha256=sha256_file(stage1))
+        print(f"[{name}] stage 1: EMA weights from {stage1} ({done} steps, {seconds:.0f} s when trained)",
+              flush=True)
+    for k, stage in enumerate(stages[first:], start=first + 1):
         result = train(model, data, schedule, **stage, **common)
         tail = result.losses[-200:]
-        print(f"[{name}] stage {k + 1}: {result.steps} steps in {result.seconds:.0f} s "
+        print(f"[{name}] stage {k}: {result.steps} steps in {result.seconds:.0f} s "
               f"({result.steps_per_second:.2f} steps/s, {result.precision}, {result.device}); "
               f"mean loss of the last 200 steps {sum(tail) / len(tail):.4f}", flush=True)
-        model = result.ema_model.float()                 # the next stage starts from these weights
+        model = result.ema_model                         # the next stage starts from these weights
         seconds, done = seconds + result.seconds, done + result.steps
     ema = model.float().cpu()
     config = model_config(ema, prediction_type=r.prediction_type, schedule=r.schedule, T=r.T)
@@ -262,11 +262,11 @@ def main() -> None:
                              "start the annealing stage from its weights instead of training them again")
     args = parser.parse_args()
     names = args.names or list_pretrained()
-    if args.stage1 and (len(names) != 1 or not RECIPES.get(names[0], RECIPES["toy2d_mlp"]).anneal_steps):
-        parser.error("--stage1: name one checkpoint whose recipe has an annealing stage (anneal_steps > 0)")
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         parser.error(f"unknown checkpoint(s) {unknown}; choose from {list_pretrained()}")
+    if args.stage1 and (len(names) != 1 or not RECIPES[names[0]].anneal_steps):
+        parser.error("--stage1: name one checkpoint whose recipe has an annealing stage (anneal_steps > 0)")
     torch.set_num_threads(args.threads or 1)
     device = get_device(args.device)
     for name in names:
