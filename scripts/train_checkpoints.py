@@ -168,7 +168,7 @@ def train_one(name: str, precision: str | None, threads: int | None, device, sta
         print(f"[{name}] stage {k}: {result.steps} steps in {result.seconds:.0f} s "
               f"({result.steps_per_second:.2f} steps/s, {result.precision}, {result.device}); "
               f"mean loss of the last 200 steps {sum(tail) / len(tail):.4f}", flush=True)
-        model = result.ema_model                         # the next stage starts from these weights
+        model = result.ema_model.requires_grad_(True)    # the next stage trains these weights (EMA copies are frozen)
         seconds, done = seconds + result.seconds, done + result.steps
     ema = model.float().cpu()
     config = model_config(ema, prediction_type=r.prediction_type, schedule=r.schedule, T=r.T)

@@ -157,15 +157,21 @@ def test_missing_file_names_the_path_and_the_command(tmp_path, monkeypatch):
     assert "python scripts/train_checkpoints.py shapes16_unet_cond" in message
 
 
-def test_the_annealing_stage_starts_only_from_its_own_first_stage(tmp_path):
-    """``train_checkpoints.py --stage1 PATH`` takes a file's weights as the recipe's first stage only if the
-    file records that stage's settings and no annealing of its own (the shipped file has had it)."""
+def import_train_checkpoints():
     import sys
     sys.path.insert(0, str(pretrained.ASSET_DIR.parents[1] / "scripts"))
     try:
-        from train_checkpoints import RECIPES, build, load_stage1
+        import train_checkpoints
     finally:
         sys.path.pop(0)
+    return train_checkpoints
+
+
+def test_the_annealing_stage_starts_only_from_its_own_first_stage(tmp_path):
+    """``train_checkpoints.py --stage1 PATH`` takes a file's weights as the recipe's first stage only if the
+    file records that stage's settings and no annealing of its own (the shipped file has had it)."""
+    tc = import_train_checkpoints()
+    RECIPES, build, load_stage1 = tc.RECIPES, tc.build, tc.load_stage1
     recipe = RECIPES["shapes16_unet"]
     assert recipe.anneal_steps > 0
     first = dict(steps=recipe.steps, seed=recipe.seed, batch_size=recipe.batch_size, lr=recipe.lr,
@@ -183,3 +189,23 @@ def test_the_annealing_stage_starts_only_from_its_own_first_stage(tmp_path):
                     extra={**first, "steps": recipe.steps // 2})
     with pytest.raises(ValueError, match="steps"):
         load_stage1(path, recipe)
+
+
+def test_a_two_stage_recipe_trains_both_stages_and_records_them(tmp_path, monkeypatch):
+    """The shapes U-Net's recipe, a few steps long: from scratch, and from a first stage's file."""
+    import dataclasses
+    tc = import_train_checkpoints()
+    monkeypatch.setattr(tc, "ASSET_DIR", tmp_path)
+    two = dataclasses.replace(tc.RECIPES["shapes16_unet"], n_train=32, batch_size=4, steps=2, anneal_steps=2)
+    monkeypatch.setitem(tc.RECIPES, "shapes16_unet", two)
+    monkeypatch.setitem(tc.RECIPES, "first", dataclasses.replace(two, anneal_steps=0))
+    monkeypatch.setitem(tc.PRETRAINED, "first", dataclasses.replace(PRETRAINED["shapes16_unet"], filename="first.pt"))
+    path = tmp_path / PRETRAINED["shapes16_unet"].filename
+    tc.train_one("shapes16_unet", "fp32", 1, torch.device("cpu"))
+    extra = torch.load(path, weights_only=True)["extra"]
+    assert (extra["steps"], extra["anneal_steps"], extra["trained_steps"]) == (2, 2, 4)
+    assert "stage1_sha256" not in extra
+    tc.train_one("first", "fp32", 1, torch.device("cpu"))
+    tc.train_one("shapes16_unet", "fp32", 1, torch.device("cpu"), stage1=tmp_path / "first.pt")
+    extra = torch.load(path, weights_only=True)["extra"]
+    assert extra["trained_steps"] == 4 and extra["stage1_sha256"] == ckpt.sha256_file(tmp_path / "first.pt")
