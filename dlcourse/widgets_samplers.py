@@ -1,9 +1,9 @@
-"""Pick a sampler and a number of steps, and see what a trained model draws (notebook 04).
+"""Pick a sampler, a number of steps and their spacing, and see what a trained model draws (notebook 04).
 
 As in ``dlcourse.widgets``, a plain, tested computation sits under a one-line builder:
 
     sampler_preview(model, schedule, name, steps, n, seed)  -> (images, seconds)
-    sampler_explorer(model, schedule)                        -> a sampler dropdown and a steps slider
+    sampler_explorer(model, schedule)                        -> sampler and spacing dropdowns, a steps slider
 
 The starting noise x_T is drawn from ``seed`` and is the same for every sampler and
 step count, so what changes in the grid is the sampler's doing alone (DDPM and DDIM
@@ -22,7 +22,7 @@ from .device import model_device
 from .fast import grading
 from .parameterization import PREDICTION_TYPES
 from .plotting import image_grid
-from .samplers import SAMPLERS, get_sampler
+from .samplers import SAMPLERS, SPACINGS, get_sampler
 from .schedules import NoiseSchedule
 from .validation import check_choice, check_positive
 from .widgets import SKIPPED, png_bytes
@@ -92,16 +92,19 @@ def sampler_preview(model, schedule: NoiseSchedule, name: str, steps: int, n: in
     return images.float().cpu(), seconds
 
 
-def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", steps: int = 20, n: int = 32,
-                     seed: int = 0, shape=(3, 16, 16), max_steps: int = 100, nrow: int = 16,
-                     prediction_type: str = "epsilon", clip_x0: bool = True, display_size: int = 720):
-    """Choose a sampler and a number of steps; see ``n`` samples from the same noise and the seconds they took.
+def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", steps: int = 20,
+                     spacing: str = "linspace", n: int = 32, seed: int = 0, shape=(3, 16, 16), max_steps: int = 100,
+                     nrow: int = 16, prediction_type: str = "epsilon", clip_x0: bool = True,
+                     display_size: int = 720):
+    """Choose a sampler, a number of steps and their spacing; see ``n`` samples from the same noise and the
+    seconds they took.
 
     Args:
         model: a trained image denoiser ``model(x_t, t, cond=None)``.
         schedule: the schedule the model was trained with.
         name: the sampler shown first.
         steps: the number of steps shown first (the slider runs from 1 to ``max_steps``).
+        spacing: the timestep spacing shown first, one of ``dlcourse.samplers.SPACINGS``.
         n: samples in the grid; seed: seed of their starting noise (fixed while you explore).
         shape: one sample's (C, H, W).
         max_steps: the slider's largest value (at most T).
@@ -111,9 +114,9 @@ def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", 
 
     Returns:
         An ``ipywidgets.VBox`` with attributes ``dropdown`` (the sampler's name), ``slider``
-        (steps), ``image`` (the grid), ``label`` (what was drawn and how long it took),
-        ``redraw()`` and ``last`` (the latest ``(images, seconds)``); None while nbgrader
-        executes the notebook.
+        (steps), ``spacing`` (the spacing's dropdown), ``image`` (the grid), ``label`` (what
+        was drawn and how long it took), ``redraw()`` and ``last`` (the latest
+        ``(images, seconds)``); None while nbgrader executes the notebook.
     """
     if grading():
         print(SKIPPED)
@@ -127,28 +130,33 @@ def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", 
     if not steps <= max_steps <= schedule.T:
         raise ValueError(f"max_steps: expected a value from steps = {steps} to T = {schedule.T}, got {max_steps}")
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    check_choice("spacing", spacing, SPACINGS)
 
     dropdown = w.Dropdown(options=[(SAMPLER_LABELS[k], k) for k in SAMPLERS], value=name, description="sampler")
     slider = w.IntSlider(value=steps, min=1, max=max_steps, step=1, description="steps", continuous_update=False)
+    spacing_menu = w.Dropdown(options=list(SPACINGS), value=spacing, description="spacing")
     image = w.Image(format="png")
     label = w.Label()
-    box = w.VBox([w.HBox([dropdown, slider]), label, image])
+    box = w.VBox([w.HBox([dropdown, slider, spacing_menu]), label, image])
 
     def redraw(_=None):
         label.value = "sampling..."
         images, seconds = sampler_preview(model, schedule, dropdown.value, int(slider.value), n, seed, shape=shape,
-                                          prediction_type=prediction_type, clip_x0=clip_x0)
+                                          prediction_type=prediction_type, clip_x0=clip_x0,
+                                          spacing=spacing_menu.value)
         image.value = png_bytes(image_grid(images, nrow=nrow), display_size)
         steps_now = int(slider.value)
         calls = model_calls(dropdown.value, steps_now)
         plural = lambda k, word: f"{k} {word}" + ("" if k == 1 else "s")                       # noqa: E731
-        label.value = (f"{SAMPLER_LABELS[dropdown.value]}, {plural(steps_now, 'step')} = "
+        label.value = (f"{SAMPLER_LABELS[dropdown.value]}, {plural(steps_now, 'step')} "
+                       f"({spacing_menu.value}) = "
                        f"{plural(calls, 'network call')}: {seconds:.2f} s for {n} samples "
                        f"({seconds / calls * 1000:.0f} ms per call)")
         box.last = (images, seconds)
 
-    dropdown.observe(redraw, names="value")
-    slider.observe(redraw, names="value")
+    for control in (dropdown, slider, spacing_menu):
+        control.observe(redraw, names="value")
     redraw()
-    box.dropdown, box.slider, box.image, box.label, box.redraw = dropdown, slider, image, label, redraw
+    box.dropdown, box.slider, box.spacing, box.image, box.label, box.redraw = (dropdown, slider, spacing_menu, image,
+                                                                               label, redraw)
     return box

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from dlcourse.models import MLPDenoiser
-from dlcourse.samplers import (SAMPLERS, get_sampler, model_output, respace, sample_ddim, sample_ddpm,
+from dlcourse.samplers import (SAMPLERS, SPACINGS, get_sampler, model_output, respace, sample_ddim, sample_ddpm,
                                sample_euler, timesteps_for)
 from dlcourse.schedules import cosine_schedule, linear_schedule
 
@@ -81,25 +81,54 @@ def test_timestep_spacings_match_diffusers():
     assert timesteps_for(sched, 3, "leading").tolist() == [0, 333, 666]
     assert timesteps_for(sched, 3, "trailing").tolist() == [332, 666, 999]
     assert timesteps_for(sched, 1).tolist() == [999] == timesteps_for(sched, 1, "trailing").tolist()
-    for spacing in ("linspace", "leading", "trailing", "quadratic"):
+    for spacing in SPACINGS:
         assert torch.equal(timesteps_for(sched, None, spacing), torch.arange(1000))
-        for T in (7, 100, 1000):
+        for T, schedule in [(T, make(T)) for T in (7, 100, 1000) for make in (linear_schedule, cosine_schedule)]:
             for steps in sorted({1, 2, 3, T // 3 or 1, T // 2, T - 1, T}):
-                taus = timesteps_for(linear_schedule(T), steps, spacing)
+                taus = timesteps_for(schedule, steps, spacing)
                 assert len(taus) == steps and taus.dtype == torch.int64, (spacing, T, steps)
                 assert int(taus[0]) >= 0 and int(taus[-1]) <= T - 1 and bool((taus.diff() > 0).all())
 
 
-def test_quadratic_spacing_is_squares_of_a_linspace_and_distinct():
-    """(T-1) (i / (steps-1))^2, rounded; where two squares round alike near t = 0, at least t = i."""
+def test_quadratic_spacings_are_squares_of_a_linspace_and_distinct():
+    """(T-1) (i / (steps-1))^2, rounded; where two squares round alike near t = 0, at least t = i.
+    "reversed_quadratic" is its mirror image, (T-1) (1 - (1 - i / (steps-1))^2), crowded near T-1."""
     sched = linear_schedule(1000)
     assert timesteps_for(sched, 10, "quadratic").tolist() == [0, 12, 49, 111, 197, 308, 444, 604, 789, 999]
-    assert timesteps_for(sched, 1, "quadratic").tolist() == [999]
+    assert timesteps_for(sched, 10, "reversed_quadratic").tolist() == [0, 210, 395, 555, 691, 802, 888, 950, 987,
+                                                                       999]
+    assert timesteps_for(sched, 1, "quadratic").tolist() == [999] == timesteps_for(sched, 1,
+                                                                                   "reversed_quadratic").tolist()
     assert timesteps_for(sched, 50, "quadratic")[:6].tolist() == [0, 1, 2, 4, 7, 10]    # squares: 0, .4, 1.7, 3.7
+    assert timesteps_for(sched, 50, "reversed_quadratic")[-6:].tolist() == [989, 992, 995, 997, 998, 999]
     for steps in range(2, 1001):
         taus = timesteps_for(sched, steps, "quadratic")
         assert len(taus) == steps and int(taus[0]) == 0 and int(taus[-1]) == 999, steps
         assert bool((taus.diff() > 0).all()), steps
+        assert torch.equal(timesteps_for(sched, steps, "reversed_quadratic"), 999 - taus.flip(0)), steps
+
+
+def test_karras_spacing_follows_their_noise_levels_capped_at_80():
+    """sigma = sqrt((1 - ab) / ab) evenly in sigma^(1/7) from min(80, sigma_max) down to sigma_min,
+    the nearest timestep to each, the first replaced by T-1. Without the cap the cosine schedule's
+    sigma_max (~20,000 at T-1) would crowd the steps at t > 950; with rho = 1 (evenly in sigma) or
+    the sigmas reversed, the values below differ."""
+    cosine = cosine_schedule(1000)
+    assert timesteps_for(cosine, 10, "karras").tolist() == [0, 20, 117, 377, 697, 870, 941, 971, 984, 999]
+    sigma = ((1 - cosine.alphas_cumprod.double()) / cosine.alphas_cumprod.double()).sqrt()
+    assert float(sigma[-1]) > 10_000 and 50 < float(sigma[988]) < 80 < float(sigma[991])
+    for steps in (5, 20, 50):
+        taus = timesteps_for(cosine, steps, "karras")
+        assert float(sigma[taus[-2]]) <= 80 and int(taus[0]) == 0 and int(taus[-1]) == 999
+        root = sigma[taus[:-1]] ** (1 / 7)                          # evenly spaced up to rounding in t
+        step = (80 ** (1 / 7) - float(sigma[0]) ** (1 / 7)) / (steps - 1)
+        assert (root.diff() / step).sub(1).abs().max() < {5: 0.05, 20: 0.25, 50: 0.5}[steps], steps
+    # a schedule whose largest sigma (3.44 here) is below 80 spans its whole range
+    gentle = linear_schedule(1000, beta_end=0.005)
+    assert timesteps_for(gentle, 6, "karras").tolist() == [0, 17, 100, 319, 668, 999]
+    for steps in range(2, 1001):                                    # distinct even where sigmas crowd
+        taus = timesteps_for(cosine, steps, "karras")
+        assert len(taus) == steps and bool((taus.diff() > 0).all()), steps
 
 
 def test_respacing_keeps_alpha_bar_at_the_visited_steps():
@@ -345,7 +374,8 @@ def test_bad_arguments_are_named(name):
     sched, x_T = linear_schedule(1000), torch.randn(4, 2)
     model = ExactGaussianDenoiser(sched, 0.0, 1.0)
     sampler = get_sampler(name)
-    with pytest.raises(ValueError, match="spacing: expected one of 'linspace', 'leading', 'trailing', 'quadratic', got 'cosine'"):
+    with pytest.raises(ValueError, match="spacing: expected one of 'linspace', 'leading', 'trailing', 'quadratic', "
+                                         "'reversed_quadratic', 'karras', got 'cosine'"):
         sampler(model, x_T, sched, 10, spacing="cosine", progress=False)
     with pytest.raises(ValueError, match="steps: expected at most the schedule's T = 1000, got 2000"):
         sampler(model, x_T, sched, 2000, progress=False)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from dlcourse import widgets_samplers as WS
-from dlcourse.samplers import SAMPLERS, get_sampler
+from dlcourse.samplers import SAMPLERS, SPACINGS, get_sampler
 from dlcourse.schedules import cosine_schedule, linear_schedule
 from dlcourse.widgets import SKIPPED
 
@@ -121,15 +121,23 @@ def test_explorer_builds_and_redraws():
     first = _png(box.image)
     images, seconds = box.last
     assert images.shape == (8, 3, 4, 4) and seconds > 0
-    assert "5 steps = 5 network calls" in box.label.value and "DDIM" in box.label.value
+    assert "5 steps (linspace) = 5 network calls" in box.label.value and "DDIM" in box.label.value
     expected, _ = WS.sampler_preview(model, sched, "ddim", 5, n=8, shape=(3, 4, 4))
     torch.testing.assert_close(images, expected)
     box.slider.value = 1
     assert not np.array_equal(_png(box.image), first), "moving the slider redraws the grid"
-    assert "1 step = 1 network call:" in box.label.value
+    assert "1 step (linspace) = 1 network call:" in box.label.value
     box.dropdown.value = "heun"
     box.slider.value = 3
-    assert "Heun" in box.label.value and "3 steps = 4 network calls" in box.label.value
+    assert "Heun" in box.label.value and "3 steps (linspace) = 4 network calls" in box.label.value
+    assert list(box.spacing.options) == list(SPACINGS)
+    box.slider.value = 10
+    linspace_grid = box.last[0]
+    box.spacing.value = "karras"
+    assert "10 steps (karras) = 18 network calls" in box.label.value
+    expected, _ = WS.sampler_preview(model, sched, "heun", 10, n=8, shape=(3, 4, 4), spacing="karras")
+    torch.testing.assert_close(box.last[0], expected)
+    assert not torch.equal(box.last[0], linspace_grid), "the spacing changes the samples"
 
 
 def test_explorer_errors_name_the_argument():
@@ -140,6 +148,8 @@ def test_explorer_errors_name_the_argument():
         WS.sampler_explorer(model, SCHEDULE, steps=20, max_steps=10)
     with pytest.raises(ValueError, match="name"):
         WS.sampler_explorer(model, SCHEDULE, name="euler_a")
+    with pytest.raises(ValueError, match="^spacing: expected one of"):
+        WS.sampler_explorer(model, SCHEDULE, spacing="uniform")
 
 
 def test_explorer_skips_while_grading(monkeypatch, capsys):
