@@ -36,8 +36,8 @@ def sample_ddpm(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | 
         cond: conditioning passed to the model (e.g. (B,) labels).
         guidance_scale: classifier-free guidance weight w (1 = no guidance; see ``common``).
         prediction_type: what the model predicts: "epsilon", "sample" or "v_prediction".
-        spacing: which timesteps to visit: "linspace", "leading", "trailing", "quadratic" or "karras"
-            (see ``timesteps_for``).
+        spacing: which timesteps to visit, one of ``SPACINGS``: "linspace", "leading", "trailing",
+            "quadratic", "reversed_quadratic" or "karras" (see ``timesteps_for``).
         clip_x0: clamp the model's x_0 guess to [-1, 1] (for images).
         generator: torch.Generator for the noise added at each step.
         callback: called as ``callback(i, t, x, x_0_guess)`` after every step, with i
