@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .parameterization import eps_from_score, score_from_eps
 from .samplers.common import eval_mode, noise_like
-from .samplers.euler import karras_sigmas
+from .samplers.spacing import karras_sigmas, nearest_timesteps
 from .schedules import NoiseSchedule
 from .validation import check_positive, check_tensor
 
@@ -301,11 +301,9 @@ def noise_levels(schedule: NoiseSchedule, n: int, sigma_max: float, sigma_min: f
     check_positive("sigma_min", sigma_min)
     if not sigma_max > sigma_min:
         raise ValueError(f"sigma_max: expected a value above sigma_min = {sigma_min}, got {sigma_max!r}")
-    all_sigmas = karras_sigmas(schedule.alphas_cumprod.double().cpu())    # (T,) increasing in t
     targets = torch.logspace(math.log10(sigma_max), math.log10(sigma_min), n, dtype=torch.float64)
-    t = (all_sigmas.log()[None, :] - targets.log()[:, None]).abs().argmin(1)   # (n,)
-    t = torch.unique(t).flip(0)                                           # decreasing, no repeats
-    return t, all_sigmas[t]
+    t = torch.unique(nearest_timesteps(schedule, targets)).flip(0)        # decreasing, no repeats
+    return t, karras_sigmas(schedule.alphas_cumprod.double().cpu())[t]
 
 
 def model_score(model, schedule: NoiseSchedule, *, cond=None):

@@ -30,9 +30,9 @@ from .common import model_output, predict_x0_eps
 from .ddim import sample_ddim
 from .ddpm import sample_ddpm
 from .dpmpp_2m import sample_dpmpp_2m
-from .euler import karras_sigmas, sample_euler
+from .euler import sample_euler
 from .heun import sample_heun
-from .spacing import SPACINGS, respace, timesteps_for
+from .spacing import SPACINGS, karras_sigmas, respace, timesteps_for
 
 SAMPLERS = {
     "ddpm": sample_ddpm,

@@ -23,12 +23,7 @@ from tqdm.auto import tqdm
 
 from ..schedules import NoiseSchedule
 from .common import alpha_bars_at, check_x_T, eval_mode, predict_x0_eps
-from .spacing import timesteps_for
-
-
-def karras_sigmas(alpha_bars: torch.Tensor) -> torch.Tensor:
-    """``sigma = sqrt((1 - ab) / ab)`` for each alpha_bar: the noise level of ``x / sqrt(ab)``."""
-    return ((1 - alpha_bars) / alpha_bars).sqrt()
+from .spacing import karras_sigmas, timesteps_for
 
 
 @torch.no_grad()

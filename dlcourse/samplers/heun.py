@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..schedules import NoiseSchedule
 from .common import alpha_bars_at, check_x_T, eval_mode, predict_x0_eps
-from .euler import karras_sigmas
+from .spacing import karras_sigmas
 from .spacing import timesteps_for
 
 

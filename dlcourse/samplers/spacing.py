@@ -72,15 +72,25 @@ def _strictly_increasing(t: torch.Tensor, T: int) -> torch.Tensor:
     return torch.tensor(t)
 
 
+def karras_sigmas(alpha_bars: torch.Tensor) -> torch.Tensor:
+    """``sigma = sqrt((1 - ab) / ab)`` for each alpha_bar: the noise level of ``x / sqrt(ab)``."""
+    return ((1 - alpha_bars) / alpha_bars).sqrt()
+
+
+def nearest_timesteps(schedule: NoiseSchedule, sigmas: torch.Tensor) -> torch.Tensor:
+    """(n,) int64: for each of the (n,) noise levels ``sigmas``, the timestep whose sigma_t is nearest in log."""
+    log_sigma_t = karras_sigmas(schedule.alphas_cumprod.double().cpu()).log()          # (T,), increasing in t
+    return (log_sigma_t[None, :] - sigmas.double().log()[:, None]).abs().argmin(dim=1)
+
+
 def _karras_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     """Increasing timesteps nearest Karras et al.'s noise levels, the last one T-1 (module docstring)."""
-    ab = schedule.alphas_cumprod.double().cpu()
-    log_sigma = 0.5 * torch.log((1 - ab) / ab)                    # (T,), increasing in t
+    sigma_t = karras_sigmas(schedule.alphas_cumprod.double().cpu())                    # (T,), increasing in t
     inv_rho = 1 / KARRAS_RHO
-    s_max, s_min = min(float(log_sigma[-1].exp()), KARRAS_SIGMA_MAX), float(log_sigma[0].exp())
+    s_max, s_min = min(float(sigma_t[-1]), KARRAS_SIGMA_MAX), float(sigma_t[0])
     u = torch.linspace(0, 1, steps, dtype=torch.float64)
     sigma = (s_min ** inv_rho + u * (s_max ** inv_rho - s_min ** inv_rho)) ** KARRAS_RHO   # increasing
-    t = (log_sigma[None, :] - sigma.log()[:, None]).abs().argmin(dim=1)
+    t = nearest_timesteps(schedule, sigma)
     t[-1] = schedule.T - 1
     return _strictly_increasing(t, schedule.T)
 
