@@ -11,7 +11,8 @@ It is notebook 04's measurement with more samples, so that the notebook's figure
 samples) can be checked:
 
 - the model is ``load_pretrained("shapes16_unet")`` (cosine schedule, T = 1000, v-prediction),
-  sampled with ``clip_x0=True`` and the default "linspace" spacing (``--spacing`` for another);
+  sampled with ``clip_x0=True`` and the default "linspace" spacing (``--spacing`` for another),
+  DDIM deterministic (``--eta`` for its noise);
 - for each seed, every sampler and step count starts from the **same** noise x_T
   ``(n, 3, 16, 16)`` (``torch.Generator().manual_seed(seed)``); DDPM's and DDIM's added
   noise comes from a generator seeded with ``seed + 1``;
@@ -81,16 +82,18 @@ def mean_sd(values) -> str:
 
 
 @torch.no_grad()
-def generate(model, schedule, name, steps, x_T, seed, batch, info, spacing="linspace"):
-    """Samples (n, 3, 16, 16) and the sampler's wall time in seconds, in batches of ``batch``."""
+def generate(model, schedule, name, steps, x_T, seed, batch, info, spacing="linspace", eta=0.0):
+    """Samples (n, 3, 16, 16) and the sampler's wall time in seconds, in batches of ``batch``.
+    ``eta`` is DDIM's (the other samplers have none)."""
     sampler = get_sampler(name)
+    extra = dict(eta=eta) if name == "ddim" else {}
     out, seconds = [], 0.0
     for k, start in enumerate(range(0, x_T.shape[0], batch)):
         g = torch.Generator().manual_seed(seed + 1 + 1000 * k)
         t0 = time.perf_counter()
         out.append(sampler(model, x_T[start:start + batch], schedule, steps, clip_x0=info["clip_x0"],
                            prediction_type=info["prediction_type"], generator=g, spacing=spacing,
-                           progress=False))
+                           progress=False, **extra))
         seconds += time.perf_counter() - t0
     return torch.cat(out), seconds
 
@@ -110,6 +113,8 @@ def main() -> None:
                         help="only these samplers (e.g. --only heun euler)")
     parser.add_argument("--spacing", default="linspace", choices=SPACINGS,
                         help="the timesteps every sampler visits (with all 1000 steps they are the same)")
+    parser.add_argument("--eta", type=float, default=0.0,
+                        help="DDIM's eta: 0 deterministic (the default), 1 DDPM's noise on DDIM's timesteps")
     parser.add_argument("--json", default=None, help="write every row to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -124,7 +129,7 @@ def main() -> None:
     print(f"machine: {machine()}; load average at start: {load_average()}")
     print(f"model: shapes16_unet ({info['schedule']}, T = {info['T']}, {info['prediction_type']}), "
           f"n = {args.n} samples per row, {args.reference} real images as the reference, seeds {args.seeds}, "
-          f"spacing {args.spacing!r}")
+          f"spacing {args.spacing!r}, DDIM eta {args.eta}")
     print(f"{'seed':>4s} {'sampler':>9s} {'steps':>5s} {'NFE':>5s} {'FD':>8s} {'floor':>6s} {'valid':>6s} "
           f"{'seconds':>8s} {'load':>15s}", flush=True)
 
@@ -140,7 +145,8 @@ def main() -> None:
         x_T = torch.randn(args.n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
         x_T = x_T.to(memory_format=torch.channels_last)
         for name, steps in configs:
-            samples, seconds = generate(model, schedule, name, steps, x_T, seed, args.batch, info, args.spacing)
+            samples, seconds = generate(model, schedule, name, steps, x_T, seed, args.batch, info, args.spacing,
+                                        args.eta)
             fd = frechet_distance(judge.features(samples), feats_a)
             row = dict(seed=seed, sampler=name, steps=steps, nfe=nfe(name, steps), fd=fd, floor=floor,
                        valid=valid_fraction(judge, samples), seconds=seconds, load=load_average())
@@ -168,8 +174,8 @@ def main() -> None:
     print(f"load average at the end: {load_average()}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(machine=machine(), n=args.n, seeds=args.seeds, spacing=args.spacing, floors=floors,
-                           rows=rows), f, indent=1)
+            json.dump(dict(machine=machine(), n=args.n, seeds=args.seeds, spacing=args.spacing, eta=args.eta,
+                           floors=floors, rows=rows), f, indent=1)
 
 
 if __name__ == "__main__":
