@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .parameterization import eps_from_score, score_from_eps
 from .samplers.common import eval_mode, noise_like
-from .samplers.spacing import karras_sigmas, nearest_timesteps
+from .samplers.spacing import karras_sigmas, nearest_timesteps, schedule_sigmas
 from .schedules import NoiseSchedule
 from .validation import check_positive, check_tensor
 
@@ -303,7 +303,7 @@ def noise_levels(schedule: NoiseSchedule, n: int, sigma_max: float, sigma_min: f
         raise ValueError(f"sigma_max: expected a value above sigma_min = {sigma_min}, got {sigma_max!r}")
     targets = torch.logspace(math.log10(sigma_max), math.log10(sigma_min), n, dtype=torch.float64)
     t = torch.unique(nearest_timesteps(schedule, targets)).flip(0)        # decreasing, no repeats
-    return t, karras_sigmas(schedule.alphas_cumprod.double().cpu())[t]
+    return t, schedule_sigmas(schedule)[t]
 
 
 def model_score(model, schedule: NoiseSchedule, *, cond=None):

@@ -35,8 +35,7 @@ from tqdm.auto import tqdm
 
 from ..schedules import NoiseSchedule
 from .common import alpha_bars_at, check_x_T, eval_mode, predict_x0_eps
-from .spacing import karras_sigmas
-from .spacing import timesteps_for
+from .spacing import karras_sigmas, timesteps_for
 
 
 @torch.no_grad()

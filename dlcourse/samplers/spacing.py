@@ -77,15 +77,20 @@ def karras_sigmas(alpha_bars: torch.Tensor) -> torch.Tensor:
     return ((1 - alpha_bars) / alpha_bars).sqrt()
 
 
+def schedule_sigmas(schedule: NoiseSchedule) -> torch.Tensor:
+    """(T,) float64 on the CPU: ``karras_sigmas`` of every timestep's alpha_bar, increasing in t."""
+    return karras_sigmas(schedule.alphas_cumprod.double().cpu())
+
+
 def nearest_timesteps(schedule: NoiseSchedule, sigmas: torch.Tensor) -> torch.Tensor:
     """(n,) int64: for each of the (n,) noise levels ``sigmas``, the timestep whose sigma_t is nearest in log."""
-    log_sigma_t = karras_sigmas(schedule.alphas_cumprod.double().cpu()).log()          # (T,), increasing in t
+    log_sigma_t = schedule_sigmas(schedule).log()                                      # (T,)
     return (log_sigma_t[None, :] - sigmas.double().log()[:, None]).abs().argmin(dim=1)
 
 
 def _karras_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     """Increasing timesteps nearest Karras et al.'s noise levels, the last one T-1 (module docstring)."""
-    sigma_t = karras_sigmas(schedule.alphas_cumprod.double().cpu())                    # (T,), increasing in t
+    sigma_t = schedule_sigmas(schedule)                                                # (T,)
     inv_rho = 1 / KARRAS_RHO
     s_max, s_min = min(float(sigma_t[-1]), KARRAS_SIGMA_MAX), float(sigma_t[0])
     u = torch.linspace(0, 1, steps, dtype=torch.float64)
