@@ -20,6 +20,8 @@ the model's output on the chosen target (Ho et al. 2020, Algorithm 1).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -79,6 +81,23 @@ def score_from_eps(eps: torch.Tensor, alpha_bar) -> torch.Tensor:
 def eps_from_score(score: torch.Tensor, alpha_bar) -> torch.Tensor:
     """``eps = -sqrt(1 - ab) * score``, the inverse of ``score_from_eps``."""
     return -(1 - _ab(alpha_bar, score)).sqrt() * score
+
+
+def sigma_from_alpha_bar(alpha_bar):
+    """``sigma = sqrt((1 - ab) / ab)``: the noise level of ``x_t / sqrt(ab) = x_0 + sigma eps``.
+
+    The variance-exploding view of a variance-preserving ``x_t`` (Karras et al. 2022, sec. 2;
+    Song et al. 2021, eq. 14): the probability-flow ODE is ``d(x_t / sqrt(ab)) / dsigma = eps``.
+    Works on numbers and on tensors of any shape.
+    """
+    return ((1 - alpha_bar) / alpha_bar) ** 0.5
+
+
+def half_log_snr(alpha_bar):
+    """``lambda = log(sqrt(ab) / sqrt(1 - ab))``, half the log signal-to-noise ratio (DPM-Solver's lambda)."""
+    if isinstance(alpha_bar, torch.Tensor):
+        return 0.5 * (alpha_bar.log() - torch.log1p(-alpha_bar))
+    return 0.5 * (math.log(alpha_bar) - math.log1p(-alpha_bar))
 
 
 def to_x0_eps(model_output: torch.Tensor, x_t: torch.Tensor, alpha_bar, prediction_type: str = "epsilon"):

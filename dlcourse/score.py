@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from .parameterization import eps_from_score, score_from_eps
 from .samplers.common import eval_mode, noise_like
-from .samplers.spacing import karras_sigmas, nearest_timesteps, schedule_sigmas
+from .parameterization import sigma_from_alpha_bar as karras_sigmas
+from .samplers.spacing import nearest_timesteps, schedule_sigmas
 from .schedules import NoiseSchedule
 from .validation import check_positive, check_tensor
 

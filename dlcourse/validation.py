@@ -7,6 +7,8 @@ the argument, says what was expected and shows what came.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -64,15 +66,6 @@ def check_timesteps(name: str, t, T: int) -> torch.Tensor:
     return t.long()
 
 
-def check_unit_interval(name: str, t) -> torch.Tensor:
-    """Check continuous times lie in [0, 1]; return them as a float tensor."""
-    t = torch.as_tensor(t, dtype=torch.get_default_dtype()) if not isinstance(t, torch.Tensor) else t
-    if t.numel() and (float(t.min()) < 0.0 or float(t.max()) > 1.0):
-        raise ValueError(f"{name}: expected times in [0, 1], "
-                         f"got values from {float(t.min()):.4g} to {float(t.max()):.4g}")
-    return t
-
-
 def check_choice(name: str, value, choices: Iterable[str]) -> str:
     """Check that ``value`` is one of ``choices``."""
     choices = list(choices)
@@ -88,3 +81,60 @@ def check_positive(name: str, value, *, integer: bool = False):
     if not value > 0:
         raise ValueError(f"{name}: expected a positive value, got {value!r}")
     return value
+
+
+def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Check that ``value`` is an int (not a bool) in ``minimum .. maximum`` (either bound optional)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {value!r}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f">= {minimum}"
+        high = "" if maximum is None else f"<= {maximum}"
+        raise ValueError(f"{name}: expected an int {' and '.join(b for b in (low, high) if b)}, got {value}")
+    return value
+
+
+def check_number(name: str, value, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    """Check that ``value`` is a finite real number (not a bool) in [minimum, maximum]; return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name}: expected a finite number, got {value!r}")
+    value = float(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f">= {minimum:g}"
+        high = "" if maximum is None else f"<= {maximum:g}"
+        raise ValueError(f"{name}: expected a number {' and '.join(b for b in (low, high) if b)}, got {value:g}")
+    return value
+
+
+def check_probability(name: str, value) -> float:
+    """Check that ``value`` is a probability, a number in [0, 1]; return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_schedule(name: str, schedule):
+    """Check that ``schedule`` is a ``NoiseSchedule`` (``linear_schedule(1000)``, ``cosine_schedule(1000)``)."""
+    from .schedules import NoiseSchedule           # schedules imports this module
+
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"{name}: expected a NoiseSchedule (e.g. cosine_schedule(1000)), "
+                        f"got {type(schedule).__name__}")
+    return schedule
+
+
+def check_labels(name: str, labels, num_classes: int | None = None, *, n: int | None = None) -> torch.Tensor:
+    """Check integer class labels: a 1-D int tensor (length ``n`` if given), values in 0..num_classes.
+
+    ``num_classes`` itself is allowed: it is the null label of classifier-free guidance.
+    """
+    check_tensor(name, labels, ndim=1)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{name}: expected integer class labels, got dtype {labels.dtype}")
+    if n is not None and labels.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} labels (one per example), got {labels.shape[0]}")
+    if num_classes is not None and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > num_classes):
+        raise ValueError(f"{name}: expected values in 0..{num_classes} ({num_classes} is the null label), "
+                         f"got values from {int(labels.min())} to {int(labels.max())}")
+    return labels

@@ -32,7 +32,8 @@ from .ddpm import sample_ddpm
 from .dpmpp_2m import sample_dpmpp_2m
 from .euler import sample_euler
 from .heun import sample_heun
-from .spacing import SPACINGS, karras_sigmas, respace, timesteps_for
+from ..parameterization import sigma_from_alpha_bar as karras_sigmas  # old name, kept for notebook 09 until it moves
+from .spacing import SPACINGS, respace, timesteps_for
 
 SAMPLERS = {
     "ddpm": sample_ddpm,
@@ -42,6 +43,16 @@ SAMPLERS = {
     "dpmpp_2m": sample_dpmpp_2m,
 }
 
+SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM (eta = 0)", "euler": "Euler (PF-ODE)",
+                  "heun": "Heun (PF-ODE)", "dpmpp_2m": "DPM-Solver++(2M)"}
+
+
+def model_calls(name: str, steps: int) -> int:
+    """Network evaluations (NFE) of sampler ``name`` with ``steps`` steps: ``2 steps - 2`` for Heun
+    (its first and last steps are Euler steps), ``steps`` for the others."""
+    check_choice("name", name, SAMPLERS)
+    return max(1, 2 * steps - 2) if name == "heun" else steps
+
 
 def get_sampler(name: str):
     """The sampler function called ``name``, one of ``SAMPLERS``."""
@@ -50,6 +61,6 @@ def get_sampler(name: str):
 
 
 __all__ = [
-    "SAMPLERS", "SPACINGS", "get_sampler", "karras_sigmas", "model_output", "predict_x0_eps", "respace",
+    "SAMPLERS", "SAMPLER_LABELS", "SPACINGS", "get_sampler", "model_calls", "karras_sigmas", "model_output", "predict_x0_eps", "respace",
     "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler", "sample_heun", "timesteps_for",
 ]

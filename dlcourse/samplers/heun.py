@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 
 from ..schedules import NoiseSchedule
 from .common import alpha_bars_at, check_x_T, eval_mode, predict_x0_eps
-from .spacing import karras_sigmas, timesteps_for
+from ..parameterization import sigma_from_alpha_bar as karras_sigmas
+from .spacing import timesteps_for
 
 
 @torch.no_grad()

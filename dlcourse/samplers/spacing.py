@@ -8,7 +8,7 @@ and sample steps are flawed", Table 2); "quadratic" is the DDIM paper's choice
 for CIFAR-10 (Song et al. 2021, appendix D) and "reversed_quadratic" its mirror
 image; "karras" takes the noise levels of Karras et al. 2022 ("Elucidating the
 Design Space", eq. 5; diffusers' ``use_karras_sigmas``). For T = 1000 and 10 steps
-(the cosine schedule for "karras"):
+(the cosine schedule for "karras" and "logsnr"):
 
     "linspace"            evenly from 0 to T-1, rounded:      0, 111, 222, ..., 888, 999
     "leading"             multiples of T // steps:             0, 100, 200, ..., 800, 900
@@ -16,6 +16,7 @@ Design Space", eq. 5; diffusers' ``use_karras_sigmas``). For T = 1000 and 10 ste
     "quadratic"           (T-1) u^2, u = i / (steps-1):         0, 12, 49, 111, ..., 790, 999
     "reversed_quadratic"  (T-1) (1 - (1-u)^2):                  0, 210, 395, 555, ..., 987, 999
     "karras"              evenly in sigma^(1/7), sigma <= 80:   0, 20, 117, 377, ..., 984, 999
+    "logsnr"              evenly in lambda = log(alpha / sigma):  0, 14, 105, 476, ..., 998, 999
 
 Where the steps go matters most at high noise with the cosine schedule, whose
 betas are clipped at 0.999 near t = T: in the half log-SNR
@@ -40,6 +41,12 @@ schedule's largest sigma if that is smaller; uncapped, the cosine schedule's
 sparse in the middle. What each spacing does to the shapes U-Net's samples is
 measured in ``bench/README.md``.
 
+"logsnr" spaces the half log-SNR ``lambda`` evenly from its value at t = 0 to its value at
+T-1 and visits the timestep nearest each: the DPM-Solver paper's choice for pixel-space
+models (Lu et al. 2022, "DPM-Solver", sec. 3.3 and appendix D.1, "time uniform in logSNR"),
+natural for a solver whose step is exact in lambda. With the cosine schedule's clipped
+last betas it spends several steps above t = 946, where lambda falls from -2.5 to -9.9.
+
 "leading" never starts at T-1, so the first step sees less noise than the model
 was trained to remove (Stable Diffusion 1.x adds 1 to every step, its
 ``steps_offset``; not done here). "trailing" always starts at T-1 and its last
@@ -50,10 +57,11 @@ from __future__ import annotations
 
 import torch
 
+from ..parameterization import half_log_snr, sigma_from_alpha_bar
 from ..schedules import NoiseSchedule
 from ..validation import check_choice, check_positive
 
-SPACINGS = ("linspace", "leading", "trailing", "quadratic", "reversed_quadratic", "karras")
+SPACINGS = ("linspace", "leading", "trailing", "quadratic", "reversed_quadratic", "karras", "logsnr")
 KARRAS_RHO = 7.0
 KARRAS_SIGMA_MAX = 80.0
 
@@ -72,14 +80,9 @@ def _strictly_increasing(t: torch.Tensor, T: int) -> torch.Tensor:
     return torch.tensor(t)
 
 
-def karras_sigmas(alpha_bars: torch.Tensor) -> torch.Tensor:
-    """``sigma = sqrt((1 - ab) / ab)`` for each alpha_bar: the noise level of ``x / sqrt(ab)``."""
-    return ((1 - alpha_bars) / alpha_bars).sqrt()
-
-
 def schedule_sigmas(schedule: NoiseSchedule) -> torch.Tensor:
-    """(T,) float64 on the CPU: ``karras_sigmas`` of every timestep's alpha_bar, increasing in t."""
-    return karras_sigmas(schedule.alphas_cumprod.double().cpu())
+    """(T,) float64 on the CPU: ``sigma_from_alpha_bar`` of every timestep's alpha_bar, increasing in t."""
+    return sigma_from_alpha_bar(schedule.alphas_cumprod.double().cpu())
 
 
 def nearest_timesteps(schedule: NoiseSchedule, sigmas: torch.Tensor) -> torch.Tensor:
@@ -100,6 +103,15 @@ def _karras_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     return _strictly_increasing(t, schedule.T)
 
 
+def _logsnr_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
+    """Increasing timesteps nearest ``steps`` values of lambda evenly spaced from lambda_0 to lambda_{T-1}."""
+    lam = half_log_snr(schedule.alphas_cumprod.double().cpu())                        # (T,), decreasing in t
+    targets = torch.linspace(float(lam[-1]), float(lam[0]), steps, dtype=torch.float64).flip(0)   # increasing t
+    t = (lam[None, :] - targets[:, None]).abs().argmin(dim=1)
+    t[-1] = schedule.T - 1
+    return _strictly_increasing(t, schedule.T)
+
+
 def timesteps_for(schedule: NoiseSchedule, steps: int | None = None, spacing: str = "linspace") -> torch.Tensor:
     """The ``steps`` timesteps a sampler visits, increasing (all T if ``steps`` is None).
 
@@ -107,7 +119,7 @@ def timesteps_for(schedule: NoiseSchedule, steps: int | None = None, spacing: st
         schedule: the schedule the model was trained with (its T; for "karras" also its alpha_bar).
         steps: number of timesteps, 1..T; None for all T.
         spacing: one of ``SPACINGS``: "linspace", "leading", "trailing", "quadratic",
-            "reversed_quadratic" or "karras" (module docstring).
+            "reversed_quadratic", "karras" or "logsnr" (module docstring).
 
     Returns:
         (steps,) int64 tensor of distinct timesteps in 0..T-1. With every spacing
@@ -125,6 +137,8 @@ def timesteps_for(schedule: NoiseSchedule, steps: int | None = None, spacing: st
         return torch.tensor([T - 1])
     if spacing == "karras":
         return _karras_timesteps(schedule, steps)
+    if spacing == "logsnr":
+        return _logsnr_timesteps(schedule, steps)
     u = torch.linspace(0, 1, steps, dtype=torch.float64)
     if spacing == "linspace":
         return ((T - 1) * u).round().long()
