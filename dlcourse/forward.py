@@ -19,15 +19,8 @@ from __future__ import annotations
 import torch
 
 from .schedules import NoiseSchedule
+from .tensors import expand_like  # noqa: F401  (re-exported: notebooks and parameterization use it here)
 from .validation import check_tensor, check_timesteps
-
-
-def expand_like(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape per-sample values (B,) or () to broadcast against ``x`` (B, ...)."""
-    values = values.to(device=x.device, dtype=x.dtype)
-    if values.ndim == 0:
-        return values
-    return values.reshape(values.shape + (1,) * (x.ndim - values.ndim))
 
 
 def _per_sample(name: str, x: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:

@@ -375,7 +375,7 @@ def test_bad_arguments_are_named(name):
     model = ExactGaussianDenoiser(sched, 0.0, 1.0)
     sampler = get_sampler(name)
     with pytest.raises(ValueError, match="spacing: expected one of 'linspace', 'leading', 'trailing', 'quadratic', "
-                                         "'reversed_quadratic', 'karras', got 'cosine'"):
+                                         "'reversed_quadratic', 'karras', 'logsnr', got 'cosine'"):
         sampler(model, x_T, sched, 10, spacing="cosine", progress=False)
     with pytest.raises(ValueError, match="steps: expected at most the schedule's T = 1000, got 2000"):
         sampler(model, x_T, sched, 2000, progress=False)

@@ -14,12 +14,11 @@ guiding the output and then converting equals converting and then guiding.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from ..guidance import classifier_free_guidance
 from ..parameterization import eps_from_x0, to_x0_eps
+from ..tensors import eval_mode, noise_like  # noqa: F401  (the samplers import them from here)
 from ..validation import check_tensor
 
 
@@ -99,25 +98,6 @@ def predict_x0_eps(model, x: torch.Tensor, t, alpha_bar, *, cond=None, guidance_
         x_0 = x_0.clamp(-1, 1)
         eps = eps_from_x0(x, x_0, alpha_bar)
     return x_0, eps
-
-
-def noise_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard normal noise shaped like ``x``, drawn on the generator's device, returned on ``x``'s."""
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-
-
-@contextlib.contextmanager
-def eval_mode(model):
-    """Put ``model`` in eval mode (no dropout) for the duration, then restore its mode."""
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
-    try:
-        yield model
-    finally:
-        if was_training:
-            model.train()
 
 
 def check_x_T(x_T) -> torch.Tensor:
