@@ -7,7 +7,8 @@ Three habits worth learning with the code:
 
 1. **Atomic writes.** The checkpoint is written to a temporary file in the same
    directory and moved into place with ``os.replace``, which is atomic: a crash or
-   a full disk mid-save leaves the previous checkpoint intact, never half a file.
+   a full disk mid-save leaves the previous checkpoint intact, never half a file
+   (``dlcourse.files.atomic_write``).
 2. **A digest, checked before loading.** The SHA-256 of the file is written next to
    it (``<path>.sha256``, in ``sha256sum`` format) and verified before a single byte
    is unpickled, so a corrupt download or a modified file is refused.
@@ -19,17 +20,18 @@ Three habits worth learning with the code:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .files import atomic_write_bytes, sha256_bytes, sha256_file
 from .models.common import MODELS
+from .validation import check_sha256
+
+__all__ = ["FORMAT_VERSION", "build_model", "load_checkpoint", "model_config", "save_checkpoint", "sha256_file"]
 
 FORMAT_VERSION = 1
 _PLAIN = (type(None), bool, int, float, str)
@@ -66,31 +68,6 @@ def model_config(model: nn.Module, **extra) -> dict:
     return {"model": cls, "kwargs": model.get_config(), **extra}
 
 
-def sha256_file(path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then move it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)                     # mkstemp makes it owner-only
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_checkpoint(path, model: nn.Module, config: dict | None = None, *, extra: dict | None = None) -> str:
     """Save ``model``'s weights and ``config`` atomically; return the file's SHA-256.
 
@@ -121,11 +98,9 @@ def save_checkpoint(path, model: nn.Module, config: dict | None = None, *, extra
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: f.write(data))
-    sidecar = Path(f"{path}.sha256")
-    _atomic_write(sidecar, lambda f: f.write(f"{digest}  {path.name}\n".encode()))
+    digest = sha256_bytes(data)
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(Path(f"{path}.sha256"), f"{digest}  {path.name}\n".encode())
     return digest
 
 
@@ -144,22 +119,24 @@ def load_checkpoint(path, *, sha256: str | None = None, map_location="cpu", veri
 
     Raises:
         FileNotFoundError: the checkpoint (or, with no ``sha256``, its sidecar) is missing.
-        ValueError: the digest does not match: the file may be corrupt or tampered with.
+        ValueError: the digest does not match (the file may be corrupt or tampered with),
+            or the expected digest is not 64 hex digits.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     data = path.read_bytes()                     # verify exactly the bytes that get loaded
     if verify:
+        name = "sha256"
         if sha256 is None:
-            sidecar = Path(f"{path}.sha256")
+            sidecar = name = Path(f"{path}.sha256")
             if not sidecar.is_file():
                 raise FileNotFoundError(f"digest file not found: {sidecar} (needed to verify {path}); "
                                         f"pass sha256=... or verify=False")
             fields = sidecar.read_text().split()            # "<hex digest>  <file name>"
             sha256 = fields[0] if fields else ""
-        expected = sha256.strip().lower()
-        actual = hashlib.sha256(data).hexdigest()
+        expected = check_sha256(str(name), sha256.strip())
+        actual = sha256_bytes(data)
         if not hmac.compare_digest(expected, actual):
             raise ValueError(f"{path}: SHA-256 mismatch: expected {expected}, got {actual}. The file may be "
                              f"corrupt or tampered with; it was not loaded.")

@@ -33,19 +33,18 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcourse.checkpoints import build_model, load_checkpoint, model_config, save_checkpoint
-from dlcourse.data.shapes import BACKGROUND, COLOR_NAMES, SCALE_NAMES, SHAPE_NAMES, ShapesData, make_shapes
-from dlcourse.metrics import baselines
-from dlcourse.models.common import register_model
-from dlcourse.validation import check_tensor
+from .checkpoints import build_model, load_checkpoint, model_config, save_checkpoint
+from .data.shapes import BACKGROUND, COLOR_NAMES, SCALE_NAMES, SHAPE_NAMES, ShapesData, make_shapes
+from .files import ASSET_DIR
+from .metrics import baselines
+from .models.common import register_model
+from .validation import check_choice, check_tensor
 
-ASSET_DIR = Path(__file__).parent / "assets"
 SHIPPED_SHA256 = {16: "f031fba064c577718b113e8e6ebe80c03c02b519ee2b13aef511a995b6ed9650"}  # judge_shapes16.pt
 DATA_SEED_OFFSET = 10_000            # the judge trains on make_shapes(seed=10_000 + seed): seeds below are unseen
 REAL_THRESHOLD = 0.5                 # valid: P(real) >= this ...
@@ -173,6 +172,7 @@ def _partners(data: ShapesData, i: torch.Tensor, g: torch.Generator, same) -> to
 
 def make_impostors(data: ShapesData, kind: str, n: int, g: torch.Generator) -> torch.Tensor:
     """``n`` impostor images of one ``kind`` (one of ``IMPOSTORS``) made from ``data``."""
+    check_choice("kind", kind, IMPOSTORS)
     x, N = data.images, len(data)
     reference = x[:2000]                         # enough for per-pixel statistics and colours
     i = torch.randint(N, (n,), generator=g)
@@ -198,9 +198,7 @@ def make_impostors(data: ShapesData, kind: str, n: int, g: torch.Generator) -> t
     if kind == "empty":
         background = (torch.tensor(BACKGROUND) * 2 - 1).view(1, 3, 1, 1).expand_as(x[i])
         return background + 0.1 * u.view(n, 1, 1, 1) * torch.randn(x[i].shape, generator=g)
-    if kind == "shuffle":
-        return baselines.patch_shuffle(x[i], data.size // 4, seed=g)
-    raise ValueError(f"kind: expected one of {IMPOSTORS}, got {kind!r}")
+    return baselines.patch_shuffle(x[i], data.size // 4, seed=g)    # "shuffle"
 
 
 def train_judge(size: int = 16, *, seconds: float = 150.0, steps: int | None = None, seed: int = 0,

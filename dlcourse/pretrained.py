@@ -30,8 +30,9 @@ from torch import nn
 
 from .checkpoints import build_model, load_checkpoint
 from .device import get_device
+from .files import ASSET_DIR
 
-ASSET_DIR = Path(__file__).parent / "assets"
+__all__ = ["ASSET_DIR", "PRETRAINED", "PretrainedEntry", "list_pretrained", "load_pretrained", "pretrained_path"]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .files import atomic_write
+from .validation import check_choice
+
 
 def assignments(root: Path | str = ".") -> list[str]:
     """Names of the assignments: the folders of ``solutions/`` holding a notebook of the same name."""
@@ -43,8 +46,7 @@ def generate(root: Path | str = ".", names: list[str] | None = None, out: Path |
     known = assignments(root)
     names = names or known
     for name in names:
-        if name not in known:
-            raise ValueError(f"names: expected assignments among {known}, got {name!r}")
+        check_choice("names", name, known)
     written = []
     with tempfile.TemporaryDirectory(prefix="dlcourse-release-") as tmp:
         for name in names:
@@ -59,11 +61,9 @@ def generate(root: Path | str = ".", names: list[str] | None = None, out: Path |
             for src in sorted(generated.rglob("*")):
                 if src.is_dir():
                     continue
-                dest = out / name / src.relative_to(generated)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                partial = dest.with_name(dest.name + ".partial")
-                shutil.copyfile(src, partial)
-                os.replace(partial, dest)
+                with open(src, "rb") as f:
+                    dest = atomic_write(out / name / src.relative_to(generated),
+                                        lambda partial: shutil.copyfileobj(f, partial))
                 written.append(dest)
     return written
 

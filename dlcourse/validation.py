@@ -1,8 +1,21 @@
 """Argument checks that fail with a message a learner can act on.
 
-Every public function in ``dlcourse`` checks its inputs with these helpers, so a
-wrong shape, a ``t`` out of range or an unknown name raises an error that names
-the argument, says what was expected and shows what came.
+Every public function in ``dlcourse`` checks its inputs with these helpers, once, at
+its entry (the math below it stays free of checks), so a wrong shape, a ``t`` out of
+range or an unknown name raises an error that names the argument, says what was
+expected and shows what came:
+
+    check_tensor       a tensor of a rank / shape / floating dtype
+    check_timesteps    discrete timesteps in 0..T-1
+    check_int          an int in [minimum, maximum]
+    check_number       a finite number in [minimum, maximum] (or above a strict bound)
+    check_positive     a number (or int) > 0
+    check_probability  a number in [0, 1]
+    check_bool         True or False
+    check_choice       one of a few names
+    check_schedule     a NoiseSchedule
+    check_labels       integer class labels, the null label included
+    check_sha256       a SHA-256 digest, 64 hex digits
 """
 
 from __future__ import annotations
@@ -95,15 +108,20 @@ def check_int(name: str, value, *, minimum: int | None = None, maximum: int | No
     return value
 
 
-def check_number(name: str, value, *, minimum: float | None = None, maximum: float | None = None) -> float:
-    """Check that ``value`` is a finite real number (not a bool) in [minimum, maximum]; return it as a float."""
+def check_number(name: str, value, *, minimum: float | None = None, maximum: float | None = None,
+                 above: float | None = None) -> float:
+    """Check that ``value`` is a finite real number (not a bool) in [minimum, maximum]; return it as a float.
+
+    ``above`` is a strict lower bound, for intervals open on the left such as (0, 1].
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise TypeError(f"{name}: expected a finite number, got {value!r}")
     value = float(value)
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        low = "" if minimum is None else f">= {minimum:g}"
-        high = "" if maximum is None else f"<= {maximum:g}"
-        raise ValueError(f"{name}: expected a number {' and '.join(b for b in (low, high) if b)}, got {value:g}")
+    if ((minimum is not None and value < minimum) or (maximum is not None and value > maximum)
+            or (above is not None and value <= above)):
+        bounds = [f"> {above:g}" if above is not None else "", "" if minimum is None else f">= {minimum:g}",
+                  "" if maximum is None else f"<= {maximum:g}"]
+        raise ValueError(f"{name}: expected a number {' and '.join(b for b in bounds if b)}, got {value:g}")
     return value
 
 
@@ -138,3 +156,18 @@ def check_labels(name: str, labels, num_classes: int | None = None, *, n: int | 
         raise ValueError(f"{name}: expected values in 0..{num_classes} ({num_classes} is the null label), "
                          f"got values from {int(labels.min())} to {int(labels.max())}")
     return labels
+
+
+def check_bool(name: str, value) -> bool:
+    """Check that ``value`` is True or False (not 0, 1 or None, which usually mean a mixed-up argument)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return value
+
+
+def check_sha256(name: str, value) -> str:
+    """Check that ``value`` is a SHA-256 digest, 64 hex digits in either case; return it in lowercase."""
+    text = value.lower() if isinstance(value, str) else None
+    if text is None or len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(f"{name}: expected a SHA-256 digest, 64 hexadecimal digits, got {value!r}")
+    return text

@@ -7,10 +7,11 @@ so updating the course (``git pull``) brings new notebooks and keeps your answer
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
+
+from .files import atomic_create
 
 
 def prepare_workspace(src: Path | str = "notebooks", dest: Path | str = "work") -> tuple[list[Path], list[Path]]:
@@ -29,17 +30,9 @@ def prepare_workspace(src: Path | str = "notebooks", dest: Path | str = "work") 
         if target.exists():
             kept.append(target)
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(path, partial)
-        try:
-            # link() fails if the target appeared meanwhile: the learner's file always wins
-            os.link(partial, target)
-            copied.append(target)
-        except FileExistsError:
-            kept.append(target)
-        finally:
-            partial.unlink()
+        with open(path, "rb") as f:            # never replaces: the learner's file always wins
+            created = atomic_create(target, lambda partial: shutil.copyfileobj(f, partial))
+        (copied if created else kept).append(target)
     return copied, kept
 
 

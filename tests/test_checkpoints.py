@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import dlcourse.checkpoints as ckpt
+from dlcourse import files
 from dlcourse.checkpoints import build_model, load_checkpoint, model_config, save_checkpoint
 from dlcourse.models import DiT, DiTConfig, MLPDenoiser, UNet, UNetConfig
 
@@ -53,7 +54,7 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt.os, "fsync", disk_full)
+    monkeypatch.setattr(files.os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space"):
         save_checkpoint(path, MLPDenoiser(), None)
     monkeypatch.undo()

@@ -22,7 +22,8 @@ def test_copies_new_and_keeps_existing(tmp_path):
     assert (dest / "03_c" / "03_c.ipynb").read_text() == "new lesson"
     assert [p.name for p in copied] == ["03_c.ipynb"]
     assert sorted(p.name for p in kept) == ["01_a.ipynb", "02_b.ipynb"]
-    assert not list(dest.rglob("*.partial"))
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert files == ["01_a/01_a.ipynb", "02_b/02_b.ipynb", "03_c/03_c.ipynb"]    # no temporary file left
 
 
 def test_missing_source_is_a_clear_error(tmp_path):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlcourse.validation import check_choice
+from ..files import atomic_write, sha256_file
+from ..validation import check_bool, check_choice, check_sha256
 
 OFFLINE_HINT = ("Offline, use the built-in data instead: dlcourse.data.make_shapes(n, size) "
                 "(coloured shapes with labels and captions) or the scikit-learn digits "
@@ -66,21 +66,12 @@ def cache_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(root).expanduser()
 
 
-def sha256sum(path: str | os.PathLike) -> str:
-    """The SHA-256 digest of a file, as 64 lowercase hex digits."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float = 30) -> Path:
     """Download ``url`` to ``dest``, keeping it only if its SHA-256 digest is ``sha256``.
 
     The bytes go to a temporary file next to ``dest`` and are renamed into place
-    (an atomic ``os.replace``) once the digest matches, so ``dest`` is either absent
-    or complete and correct, even if the download is interrupted.
+    (``dlcourse.files.atomic_write``) once the digest matches, so ``dest`` is either
+    absent or complete and correct, even if the download is interrupted.
 
     Args:
         url: where to download from (``https://``, ``http://`` or ``file://``).
@@ -95,35 +86,27 @@ def fetch(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float = 30
         DownloadError: the download failed (offline, unreachable, not found).
         ValueError: the downloaded bytes do not have the expected digest.
     """
-    sha256 = str(sha256).lower()
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise ValueError(f"sha256: expected 64 hexadecimal digits, got {sha256!r}")
+    sha256 = check_sha256("sha256", sha256)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    while chunk := response.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-            except (urllib.error.URLError, OSError) as err:    # refused, timeout, 404, ...
-                raise DownloadError(
-                    f"could not download {url} ({err}). The machine may be offline or the "
-                    f"server unreachable. {OFFLINE_HINT}") from err
-        actual = digest.hexdigest()
-        if actual != sha256:
+
+    def download(out) -> None:
+        digest = hashlib.sha256()                                    # checked as the bytes arrive
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError) as err:              # refused, timeout, 404, ...
+            raise DownloadError(
+                f"could not download {url} ({err}). The machine may be offline or the "
+                f"server unreachable. {OFFLINE_HINT}") from err
+        if digest.hexdigest() != sha256:                             # raising here keeps nothing
             raise ValueError(
                 f"{dest.name}: the file downloaded from {url} has the wrong SHA-256 digest "
-                f"(expected {sha256}, got {actual}); it was corrupted or has changed, "
+                f"(expected {sha256}, got {digest.hexdigest()}); it was corrupted or has changed, "
                 f"and was not kept.")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):                                      # failed: leave nothing
-            os.remove(tmp)
-    return dest
+
+    return atomic_write(dest, download)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -152,7 +135,7 @@ def _cached_file(kind: str, name: str, folder: Path, download: bool, split: str)
     """Return a verified copy of one file of ``kind``, downloading it if allowed."""
     path, expected = folder / name, SHA256[kind][name]
     if path.exists():
-        actual = sha256sum(path)
+        actual = sha256_file(path)
         if actual == expected:
             return path
         if not download:
@@ -196,8 +179,7 @@ def load_mnist(split: str = "train", *, kind: str = "mnist", root=None,
     """
     check_choice("split", split, FILES)
     check_choice("kind", kind, BASE_URLS)
-    if not isinstance(download, bool):
-        raise TypeError(f"download: expected True or False, got {download!r}")
+    check_bool("download", download)
     folder = cache_dir(root) / kind
     image_file, label_file = (_cached_file(kind, name, folder, download, split)
                               for name in FILES[split])
