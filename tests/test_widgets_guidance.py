@@ -1,4 +1,4 @@
-"""Tests of dlcourse.widgets_guidance: guided_grid against an exact answer, and the explorer's wiring.
+"""Tests of dlcourse.widgets.guidance (notebook 05): guided_grid against an exact answer, and the explorer's wiring.
 
 The exact answer comes from a model whose classes are Gaussians: class c has pixels N(mu_c, s^2),
 the null label N(mu_null, s^2). Its eps is affine in the mean, so guidance with scale w is exactly
@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dlcourse import widgets_guidance as WG
+from dlcourse.plotting import image_grid
 from dlcourse.samplers import sample_ddim
 from dlcourse.schedules import cosine_schedule
-from dlcourse.widgets import SKIPPED
+from dlcourse.widgets import SKIPPED, guidance_explorer, guided_grid, png_bytes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SCHEDULE = cosine_schedule(200)
@@ -51,7 +51,7 @@ class GaussianClasses(nn.Module):
 def test_grid_mean_is_the_guided_mean(w):
     """Class 1 (mean 0.4) against null (0.1): samples centred on 0.1 + w * 0.3; 64 x 48 pixels, s = 0.2,
     so the standard error of the mean is 0.2 / sqrt(3072) ~ 0.004; allowed 0.02."""
-    x = WG.guided_grid(GaussianClasses(), SCHEDULE, 1, w, n=64, steps=100, image_shape=SHAPE)
+    x = guided_grid(GaussianClasses(), SCHEDULE, 1, w, n=64, steps=100, image_shape=SHAPE)
     assert x.shape == (64, *SHAPE) and x.dtype == torch.float32
     assert x.mean().item() == pytest.approx(0.1 + w * 0.3, abs=0.02)
 
@@ -60,9 +60,9 @@ def test_grid_is_ddim_from_the_seeded_noise_and_the_same_noise_for_every_w():
     model = GaussianClasses()
     x_T = torch.randn((6, *SHAPE), generator=torch.Generator().manual_seed(3))
     expected = sample_ddim(model, x_T, SCHEDULE, 10, cond=torch.full((6,), 0), guidance_scale=1.5, progress=False)
-    torch.testing.assert_close(WG.guided_grid(model, SCHEDULE, 0, 1.5, n=6, seed=3, steps=10, image_shape=SHAPE),
+    torch.testing.assert_close(guided_grid(model, SCHEDULE, 0, 1.5, n=6, seed=3, steps=10, image_shape=SHAPE),
                                expected)
-    a = WG.guided_grid(model, SCHEDULE, 0, 1.5, n=6, seed=4, steps=10, image_shape=SHAPE)
+    a = guided_grid(model, SCHEDULE, 0, 1.5, n=6, seed=4, steps=10, image_shape=SHAPE)
     assert (a - expected).abs().mean() > 0.01, "another seed gives other noise"
 
 
@@ -74,7 +74,7 @@ def test_grid_is_ddim_from_the_seeded_noise_and_the_same_noise_for_every_w():
 def test_errors_name_the_argument(kwargs, name):
     args = dict(model=GaussianClasses(), schedule=SCHEDULE, label=0, w=1.0, image_shape=SHAPE) | kwargs
     with pytest.raises((TypeError, ValueError), match=name):
-        WG.guided_grid(**args)
+        guided_grid(**args)
 
 
 def _png(image_widget):
@@ -92,7 +92,7 @@ class FakeJudge:
 
 def test_explorer_builds_headless_and_redraws():
     model = GaussianClasses()
-    box = WG.guidance_explorer(model, SCHEDULE, class_names=["a", "b"], n=4, steps=5, image_shape=SHAPE,
+    box = guidance_explorer(model, SCHEDULE, class_names=["a", "b"], n=4, steps=5, image_shape=SHAPE,
                                judge=FakeJudge())
     assert (box.slider.min, box.slider.max, box.slider.value) == (0.0, 10.0, 1.0)
     assert [o[0] for o in box.selector.options] == ["a", "b"] and box.selector.value == 0
@@ -104,22 +104,22 @@ def test_explorer_builds_headless_and_redraws():
     assert "w = 3 (guided)" in box.label.value
     box.selector.value = 1
     assert "b, w = 3" in box.label.value and "4 of those show a b" in box.label.value
-    grid = WG.guided_grid(model, SCHEDULE, 1, 3.0, n=4, steps=5, image_shape=SHAPE)
-    assert box.image.value == WG.png_bytes(WG.image_grid(grid, nrow=2), 400), "the image is guided_grid's"
+    grid = guided_grid(model, SCHEDULE, 1, 3.0, n=4, steps=5, image_shape=SHAPE)
+    assert box.image.value == png_bytes(image_grid(grid, nrow=2), 400), "the image is guided_grid's"
 
 
 def test_explorer_errors_name_the_argument():
     with pytest.raises(ValueError, match="class_names"):
-        WG.guidance_explorer(GaussianClasses(), SCHEDULE, class_names=["only one"], image_shape=SHAPE)
+        guidance_explorer(GaussianClasses(), SCHEDULE, class_names=["only one"], image_shape=SHAPE)
     with pytest.raises(ValueError, match="w"):
-        WG.guidance_explorer(GaussianClasses(), SCHEDULE, w=11.0, image_shape=SHAPE)
+        guidance_explorer(GaussianClasses(), SCHEDULE, w=11.0, image_shape=SHAPE)
     with pytest.raises(ValueError, match="model"):
-        WG.guidance_explorer(nn.Linear(2, 2), SCHEDULE)
+        guidance_explorer(nn.Linear(2, 2), SCHEDULE)
 
 
 def test_explorer_is_inert_while_grading(monkeypatch, capsys):
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     model = GaussianClasses()
-    assert WG.guidance_explorer(model, SCHEDULE, image_shape=SHAPE) is None
+    assert guidance_explorer(model, SCHEDULE, image_shape=SHAPE) is None
     assert SKIPPED in capsys.readouterr().out
     assert model.calls == 0, "nothing is sampled while grading"

@@ -1,4 +1,4 @@
-"""Tests of dlcourse.widgets_samplers: the preview against the samplers and a closed form, and the explorer's wiring.
+"""Tests of dlcourse.widgets.samplers (notebook 04): the preview against the samplers and a closed form; the explorer.
 
 The model is the exact denoiser of Gaussian data N(mu, s^2) (per pixel), whose probability-flow
 ODE has a closed-form solution (see tests/test_samplers.py): a deterministic sampler with many
@@ -13,10 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dlcourse import widgets_samplers as WS
-from dlcourse.samplers import SAMPLERS, SPACINGS, get_sampler
+from dlcourse.samplers import SAMPLERS, SPACINGS, get_sampler, model_calls
 from dlcourse.schedules import cosine_schedule, linear_schedule
-from dlcourse.widgets import SKIPPED
+from dlcourse.widgets import SKIPPED, sampler_explorer, sampler_preview
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,7 +46,7 @@ class ExactGaussian(torch.nn.Module):
 @pytest.mark.parametrize("name", list(SAMPLERS))
 def test_preview_is_the_sampler_on_the_seeded_noise(name):
     model = ExactGaussian(SCHEDULE)
-    images, seconds = WS.sampler_preview(model, SCHEDULE, name, 10, n=6, seed=4, shape=(3, 4, 4))
+    images, seconds = sampler_preview(model, SCHEDULE, name, 10, n=6, seed=4, shape=(3, 4, 4))
     x_T = torch.randn(6, 3, 4, 4, generator=torch.Generator().manual_seed(4))
     expected = get_sampler(name)(model, x_T, SCHEDULE, 10, generator=torch.Generator().manual_seed(5),
                                  progress=False)
@@ -60,11 +59,11 @@ def test_preview_counts_calls_and_seeds_change_the_noise():
     model = ExactGaussian(SCHEDULE)
     for name, steps in [("ddim", 7), ("heun", 7), ("dpmpp_2m", 7), ("ddpm", 7)]:
         model.calls = 0
-        WS.sampler_preview(model, SCHEDULE, name, steps, n=2, shape=(2,))
-        assert model.calls == WS.model_calls(name, steps) == (12 if name == "heun" else 7)
-    a, _ = WS.sampler_preview(model, SCHEDULE, "ddim", 10, n=8, seed=0, shape=(2,))
-    b, _ = WS.sampler_preview(model, SCHEDULE, "ddim", 10, n=8, seed=0, shape=(2,))
-    c, _ = WS.sampler_preview(model, SCHEDULE, "ddim", 10, n=8, seed=1, shape=(2,))
+        sampler_preview(model, SCHEDULE, name, steps, n=2, shape=(2,))
+        assert model.calls == model_calls(name, steps) == (12 if name == "heun" else 7)
+    a, _ = sampler_preview(model, SCHEDULE, "ddim", 10, n=8, seed=0, shape=(2,))
+    b, _ = sampler_preview(model, SCHEDULE, "ddim", 10, n=8, seed=0, shape=(2,))
+    c, _ = sampler_preview(model, SCHEDULE, "ddim", 10, n=8, seed=1, shape=(2,))
     assert torch.equal(a, b), "a deterministic sampler from the same seed gives the same samples"
     assert (a - c).abs().mean() > 0.05, "another seed must give other noise"
 
@@ -82,18 +81,18 @@ def test_deterministic_samplers_approach_the_closed_form_and_all_have_the_data_m
     for name, min_gain, tol_200 in [("ddim", 3, 0.04), ("heun", 15, 1e-3), ("dpmpp_2m", 6, 0.02)]:
         err = []
         for steps in (50, 200):
-            images, _ = WS.sampler_preview(model, SCHEDULE, name, steps, n=512, seed=0, shape=(1,), clip_x0=False)
+            images, _ = sampler_preview(model, SCHEDULE, name, steps, n=512, seed=0, shape=(1,), clip_x0=False)
             err.append(float((images - exact).abs().max()))
         assert err[0] / err[1] > min_gain and err[1] < tol_200, (name, err)
     for name in SAMPLERS:                           # mean mu, standard error of the mean 0.2 / sqrt(512) ~ 0.009
-        images, _ = WS.sampler_preview(model, SCHEDULE, name, 50, n=512, seed=1, shape=(1,), clip_x0=False)
+        images, _ = sampler_preview(model, SCHEDULE, name, 50, n=512, seed=1, shape=(1,), clip_x0=False)
         assert images.mean().item() == pytest.approx(MU, abs=0.04), name
 
 
 def test_sampler_kwargs_reach_the_sampler():
     model = ExactGaussian(SCHEDULE)
-    a, _ = WS.sampler_preview(model, SCHEDULE, "ddim", 10, n=16, shape=(2,), eta=1.0)
-    b, _ = WS.sampler_preview(model, SCHEDULE, "ddpm", 10, n=16, shape=(2,))
+    a, _ = sampler_preview(model, SCHEDULE, "ddim", 10, n=16, shape=(2,), eta=1.0)
+    b, _ = sampler_preview(model, SCHEDULE, "ddpm", 10, n=16, shape=(2,))
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)          # DDIM with eta = 1 is DDPM, same noise
 
 
@@ -105,7 +104,7 @@ def test_sampler_kwargs_reach_the_sampler():
 def test_errors_name_the_argument(kwargs, name):
     args = dict(model=ExactGaussian(SCHEDULE), schedule=SCHEDULE, name="ddim", steps=10, n=2) | kwargs
     with pytest.raises((TypeError, ValueError), match=name):
-        WS.sampler_preview(**args)
+        sampler_preview(**args)
 
 
 def _png(image_widget):
@@ -115,14 +114,14 @@ def _png(image_widget):
 def test_explorer_builds_and_redraws():
     sched = cosine_schedule(100)
     model = ExactGaussian(sched)
-    box = WS.sampler_explorer(model, sched, name="ddim", steps=5, n=8, shape=(3, 4, 4), max_steps=50, nrow=4)
+    box = sampler_explorer(model, sched, name="ddim", steps=5, n=8, shape=(3, 4, 4), max_steps=50, nrow=4)
     assert [v for _, v in box.dropdown.options] == list(SAMPLERS) and box.dropdown.value == "ddim"
     assert (box.slider.min, box.slider.max, box.slider.value) == (1, 50, 5)
     first = _png(box.image)
     images, seconds = box.last
     assert images.shape == (8, 3, 4, 4) and seconds > 0
     assert "5 steps (linspace) = 5 network calls" in box.label.value and "DDIM" in box.label.value
-    expected, _ = WS.sampler_preview(model, sched, "ddim", 5, n=8, shape=(3, 4, 4))
+    expected, _ = sampler_preview(model, sched, "ddim", 5, n=8, shape=(3, 4, 4))
     torch.testing.assert_close(images, expected)
     box.slider.value = 1
     assert not np.array_equal(_png(box.image), first), "moving the slider redraws the grid"
@@ -135,7 +134,7 @@ def test_explorer_builds_and_redraws():
     linspace_grid = box.last[0]
     box.spacing.value = "karras"
     assert "10 steps (karras) = 18 network calls" in box.label.value
-    expected, _ = WS.sampler_preview(model, sched, "heun", 10, n=8, shape=(3, 4, 4), spacing="karras")
+    expected, _ = sampler_preview(model, sched, "heun", 10, n=8, shape=(3, 4, 4), spacing="karras")
     torch.testing.assert_close(box.last[0], expected)
     assert not torch.equal(box.last[0], linspace_grid), "the spacing changes the samples"
 
@@ -143,18 +142,18 @@ def test_explorer_builds_and_redraws():
 def test_explorer_errors_name_the_argument():
     model = ExactGaussian(SCHEDULE)
     with pytest.raises(ValueError, match="shape"):
-        WS.sampler_explorer(model, SCHEDULE, shape=(2,))
+        sampler_explorer(model, SCHEDULE, shape=(2,))
     with pytest.raises(ValueError, match="max_steps"):
-        WS.sampler_explorer(model, SCHEDULE, steps=20, max_steps=10)
+        sampler_explorer(model, SCHEDULE, steps=20, max_steps=10)
     with pytest.raises(ValueError, match="name"):
-        WS.sampler_explorer(model, SCHEDULE, name="euler_a")
+        sampler_explorer(model, SCHEDULE, name="euler_a")
     with pytest.raises(ValueError, match="^spacing: expected one of"):
-        WS.sampler_explorer(model, SCHEDULE, spacing="uniform")
+        sampler_explorer(model, SCHEDULE, spacing="uniform")
 
 
 def test_explorer_skips_while_grading(monkeypatch, capsys):
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     model = ExactGaussian(SCHEDULE)
-    assert WS.sampler_explorer(model, SCHEDULE) is None
+    assert sampler_explorer(model, SCHEDULE) is None
     assert SKIPPED in capsys.readouterr().out
     assert model.calls == 0, "nothing is computed while grading"

@@ -1,4 +1,4 @@
-"""Tests of dlcourse.widgets_score: the frames against the exact score of a Gaussian mixture; the explorer's wiring."""
+"""Tests of dlcourse.widgets.score (notebook 09): the frames against a Gaussian mixture's exact score; the explorer."""
 
 import io
 
@@ -10,10 +10,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dlcourse import widgets_score as WS  # noqa: E402
 from dlcourse.plotting import grid_points  # noqa: E402
 from dlcourse.score import eight_gaussians_mixture  # noqa: E402
-from dlcourse.widgets import SKIPPED  # noqa: E402
+from dlcourse.widgets import SKIPPED, score_explorer, score_frame_png, score_frames  # noqa: E402
 
 MIX = eight_gaussians_mixture()
 SIGMAS = [2.0, 0.5, 0.1]
@@ -31,7 +30,7 @@ def _quiet_env(monkeypatch):
 
 def test_frames_hold_the_exact_score_on_the_grid_at_each_level():
     samples = [MIX.smoothed(s).sample(50, torch.Generator().manual_seed(i)) for i, s in enumerate(SIGMAS)]
-    frames = WS.score_frames(exact, SIGMAS, samples, lim=2.0, n=9)
+    frames = score_frames(exact, SIGMAS, samples, lim=2.0, n=9)
     assert [f.sigma for f in frames] == SIGMAS
     for f, s, pts in zip(frames, SIGMAS, samples):
         assert torch.equal(f.points, grid_points(2.0, 9))
@@ -43,7 +42,7 @@ def test_frames_hold_the_exact_score_on_the_grid_at_each_level():
 
 
 def test_frames_accept_samples_as_a_dict_with_gaps():
-    frames = WS.score_frames(exact, SIGMAS, {1: torch.zeros(4, 2)}, n=5)
+    frames = score_frames(exact, SIGMAS, {1: torch.zeros(4, 2)}, n=5)
     assert frames[0].samples is None and frames[1].samples.shape == (4, 2) and frames[2].samples is None
 
 
@@ -54,21 +53,21 @@ def test_frames_accept_samples_as_a_dict_with_gaps():
 ])
 def test_frames_errors_name_the_argument(kwargs, name):
     with pytest.raises((ValueError, TypeError), match=f"^{name}"):
-        WS.score_frames(exact, **kwargs)
+        score_frames(exact, **kwargs)
 
 
 def test_frames_check_the_score_functions_output():
     with pytest.raises(ValueError, match=r"^score_fn\(points, sigma\)"):
-        WS.score_frames(lambda x, s: x[:, :1], SIGMAS)
+        score_frames(lambda x, s: x[:, :1], SIGMAS)
 
 
 def test_frame_png_is_an_image():
-    png = WS.score_frame_png(WS.score_frames(exact, [0.3], [torch.zeros(5, 2)], n=5)[0])
+    png = score_frame_png(score_frames(exact, [0.3], [torch.zeros(5, 2)], n=5)[0])
     assert Image.open(io.BytesIO(png)).format == "PNG"
 
 
 def test_explorer_moves_between_levels_headless():
-    box = WS.score_explorer(exact, SIGMAS, n=7)
+    box = score_explorer(exact, SIGMAS, n=7)
     assert box.slider.max == 2 and "sigma = 2" in box.label.value
     first = box.image.value
     box.slider.value = 2
@@ -78,5 +77,5 @@ def test_explorer_moves_between_levels_headless():
 def test_explorer_builds_nothing_while_grading(monkeypatch, capsys):
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     calls = []
-    assert WS.score_explorer(lambda x, s: calls.append(s) or x, SIGMAS) is None
+    assert score_explorer(lambda x, s: calls.append(s) or x, SIGMAS) is None
     assert calls == [] and SKIPPED in capsys.readouterr().out

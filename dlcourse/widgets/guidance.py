@@ -1,12 +1,13 @@
 """A guidance-scale slider: one class, one fixed set of starting noises, w from 0 up (notebook 05).
 
-As in ``dlcourse.widgets``, a plain, tested computation sits under a one-line builder:
+A plain, tested computation sits under a one-line builder:
 
     guided_grid(model, schedule, label, w)         -> (n, C, H, W) samples of class ``label`` at scale w
     guidance_explorer(model, schedule)             -> a slider for w and a selector for the class
 
 The starting noise is drawn from ``seed`` and is the same for every w and every class, so
-moving the slider shows what guidance does to the *same* samples. Sampling is DDIM
+moving the slider shows what guidance does to the *same* samples; it is drawn on the CPU and
+moved to the model's device, so a seed gives the same grid on every device. Sampling is DDIM
 (deterministic, ``dlcourse.samplers.sample_ddim``) with ``guidance_scale = w``: 0 is the
 unconditional model, 1 the conditional one, more pushes further towards the class. While
 nbgrader executes a notebook (``dlcourse.fast.grading()``) the builder builds nothing: it
@@ -16,17 +17,17 @@ prints one line and returns None.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
-from .device import model_device
-from .fast import grading, pick
-from .plotting import image_grid
-from .samplers import sample_ddim
-from .schedules import NoiseSchedule
-from .validation import check_positive
-from .widgets import SKIPPED, png_bytes
+from ..device import model_device
+from ..fast import pick
+from ..plotting import image_grid
+from ..samplers import sample_ddim
+from ..schedules import NoiseSchedule
+from ..tensors import seeded_noise
+from ..validation import check_int, check_number, check_positive, check_schedule
+from ._base import png_bytes, skip_while_grading
 
 __all__ = ["guidance_explorer", "guided_grid"]
 
@@ -61,18 +62,15 @@ def guided_grid(model, schedule: NoiseSchedule, label: int, w: float, n: int = 1
         (n, C, H, W) float32 samples on the CPU, in [-1, 1] up to the sampler's last step.
     """
     num_classes = _check_model(model)
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule: expected a NoiseSchedule, got {type(schedule).__name__}")
-    if isinstance(label, bool) or not isinstance(label, numbers.Integral) or not 0 <= label < num_classes:
-        raise ValueError(f"label: expected an int class in 0..{num_classes - 1}, got {label!r}")
-    if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w):
-        raise TypeError(f"w: expected a finite number (the guidance scale), got {w!r}")
+    check_schedule("schedule", schedule)
+    label = check_int("label", label, minimum=0, maximum=num_classes - 1)
+    w = check_number("w", w)
     check_positive("n", n, integer=True)
     check_positive("steps", steps, integer=True)
     device = model_device(model)
-    x_T = torch.randn((n, *image_shape), generator=torch.Generator().manual_seed(seed)).to(device)
-    labels = torch.full((n,), int(label), dtype=torch.long, device=device)
-    x = sample_ddim(model, x_T, schedule, steps, cond=labels, guidance_scale=float(w), progress=False)
+    x_T = seeded_noise((n, *image_shape), seed, device=device)                 # (n, C, H, W), same for every w
+    labels = torch.full((n,), label, dtype=torch.long, device=device)           # (n,)
+    x = sample_ddim(model, x_T, schedule, steps, cond=labels, guidance_scale=w, progress=False)
     return x.float().cpu()
 
 
@@ -95,8 +93,7 @@ def guidance_explorer(model, schedule: NoiseSchedule, *, class_names=None, label
         An ``ipywidgets.VBox`` with attributes ``slider`` (w), ``selector`` (the class),
         ``label``, ``image`` and ``redraw()``; None while nbgrader executes the notebook.
     """
-    if grading():
-        print(SKIPPED)
+    if skip_while_grading():
         return None
     import ipywidgets as widgets
 
@@ -104,10 +101,8 @@ def guidance_explorer(model, schedule: NoiseSchedule, *, class_names=None, label
     names = [f"class {c}" for c in range(num_classes)] if class_names is None else [str(c) for c in class_names]
     if len(names) != num_classes:
         raise ValueError(f"class_names: expected {num_classes} names, one per class, got {len(names)}")
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_classes:
-        raise ValueError(f"label: expected an int class in 0..{num_classes - 1}, got {label!r}")
-    if not 0 <= w <= w_max:
-        raise ValueError(f"w: expected a starting scale in [0, w_max = {w_max}], got {w!r}")
+    label = check_int("label", label, minimum=0, maximum=num_classes - 1)
+    w = check_number("w", w, minimum=0.0, maximum=w_max)                    # the slider runs from 0 to w_max
     steps = pick(20, 8) if steps is None else steps
     nrow = max(1, math.ceil(math.sqrt(n)))
 

@@ -1,6 +1,6 @@
 """Watching a denoiser work: pick t, see x_t and the model's guess of x_0 (notebook 03).
 
-As in ``dlcourse.widgets``, a plain, tested computation sits under a one-line builder:
+A plain, tested computation sits under a one-line builder:
 
     denoise_preview(model, x_0, schedule, t)        -> (x_t, x0_guess)       one image, one t
     denoise_strip(model, x_0, schedule, timesteps)  -> (x_t, x0_guesses)     one image, several t
@@ -17,20 +17,15 @@ from __future__ import annotations
 
 import torch
 
-from .device import model_device
-from .fast import grading
-from .forward import q_sample
-from .parameterization import PREDICTION_TYPES, to_x0_eps
-from .schedules import NoiseSchedule
-from .validation import check_choice, check_tensor, check_timesteps
-from .widgets import SKIPPED, _check_schedule, png_bytes
+from ..device import model_device
+from ..forward import q_sample
+from ..parameterization import PREDICTION_TYPES, to_x0_eps
+from ..schedules import NoiseSchedule
+from ..tensors import eval_mode, seeded_noise
+from ..validation import check_choice, check_int, check_schedule, check_tensor, check_timesteps
+from ._base import check_image, png_bytes, skip_while_grading
 
 __all__ = ["denoise_explorer", "denoise_preview", "denoise_strip"]
-
-
-def _check_image(name: str, x) -> torch.Tensor:
-    check_tensor(name, x, ndim=3, floating=True)
-    return x.detach()
 
 
 @torch.no_grad()
@@ -44,7 +39,7 @@ def denoise_strip(model, x_0: torch.Tensor, schedule: NoiseSchedule, timesteps, 
 
     Args:
         model: a denoiser ``model(x_t, t, cond=None)``; run in eval mode (its mode is restored)
-            on its own device.
+            on its own device (``dlcourse.device.model_device``): x_t and t are moved there.
         x_0: (C, H, W) clean image.
         schedule: the schedule the model was trained with.
         timesteps: an int or a sequence / 1-D tensor of N ints in 0..T-1.
@@ -54,26 +49,19 @@ def denoise_strip(model, x_0: torch.Tensor, schedule: NoiseSchedule, timesteps, 
     Returns:
         ``(x_t, x0_guess)``, each (N, C, H, W) float32 on the CPU.
     """
-    x_0 = _check_image("x_0", x_0)
-    schedule = _check_schedule("schedule", schedule)
+    x_0 = check_image("x_0", x_0, channels=None).float()                        # (C, H, W) on the CPU
+    schedule = check_schedule("schedule", schedule).to("cpu")
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-    t = check_timesteps("timesteps", torch.as_tensor(timesteps), schedule.T).reshape(-1)   # (N,)
+    t = check_timesteps("timesteps", torch.as_tensor(timesteps), schedule.T).cpu().reshape(-1)  # (N,)
     if t.numel() == 0:
         raise ValueError("timesteps: expected at least one timestep, got none")
-    device = model_device(model)
     N = t.shape[0]
-    eps = torch.randn(x_0.shape, generator=torch.Generator().manual_seed(seed))             # (C, H, W)
-    x_0 = x_0.float().cpu()
-    x_t = q_sample(x_0.expand(N, -1, -1, -1), t, schedule.to("cpu"), eps.expand(N, -1, -1, -1))  # (N, C, H, W)
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
-    try:
-        out = model(x_t.to(device), t.to(device)).float().cpu()                              # (N, C, H, W)
-    finally:
-        if was_training:
-            model.train()
-    guess, _ = to_x0_eps(out, x_t, schedule.alphas_cumprod.cpu()[t].float(), prediction_type)
+    eps = seeded_noise(x_0.shape, seed)                                         # (C, H, W), the same for every t
+    x_t = q_sample(x_0.expand(N, -1, -1, -1), t, schedule, eps.expand(N, -1, -1, -1))  # (N, C, H, W)
+    device = model_device(model)
+    with eval_mode(model):
+        out = model(x_t.to(device), t.to(device)).float().cpu()                 # (N, C, H, W)
+    guess, _ = to_x0_eps(out, x_t, schedule.alphas_cumprod[t].float(), prediction_type)
     return x_t, guess
 
 
@@ -84,7 +72,7 @@ def denoise_preview(model, x_0: torch.Tensor, schedule: NoiseSchedule, t: int, s
     See :func:`denoise_strip`, of which this is the one-timestep case.
     """
     if isinstance(t, bool) or not isinstance(t, int):
-        raise TypeError(f"t: expected an int timestep, got {t!r}")
+        raise TypeError(f"t: expected an int timestep, got {t!r}")          # range: checked as ``timesteps``
     x_t, guess = denoise_strip(model, x_0, schedule, [t], seed=seed, prediction_type=prediction_type)
     return x_t[0], guess[0]
 
@@ -108,8 +96,7 @@ def denoise_explorer(model, images: torch.Tensor, schedule: NoiseSchedule, *, t:
         index), ``label``, ``images`` (three ``Image`` widgets: x_0, x_t, guess) and
         ``redraw()``; None while nbgrader executes the notebook.
     """
-    if grading():
-        print(SKIPPED)
+    if skip_while_grading():
         return None
     import ipywidgets as w
 
@@ -117,12 +104,10 @@ def denoise_explorer(model, images: torch.Tensor, schedule: NoiseSchedule, *, t:
     if images.shape[0] == 0 or images.shape[1] not in (1, 3):
         raise ValueError(f"images: expected a batch (N, C, H, W) with N >= 1 and C = 1 or 3, "
                          f"got shape {tuple(images.shape)}")
-    schedule = _check_schedule("schedule", schedule)
+    schedule = check_schedule("schedule", schedule)
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     T = schedule.T
-    t = T // 2 if t is None else t
-    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < T:
-        raise ValueError(f"t: expected an int timestep in 0..{T - 1}, got {t!r}")
+    t = check_int("t", T // 2 if t is None else t, minimum=0, maximum=T - 1)
     labels = [f"image {i}" for i in range(len(images))] if labels is None else [str(x) for x in labels]
     if len(labels) != len(images):
         raise ValueError(f"labels: expected {len(images)} names, one per image, got {len(labels)}")

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .fast import grading, pick
-from .forward import corrupt_and_restore, q_sample
-from .learned_schedule import LearnedSchedule
-from .plotting import to_uint8
-from .schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from .validation import check_positive, check_tensor
+from ..fast import grading, pick
+from ..forward import corrupt_and_restore, q_sample
+from ..learned_schedule import LearnedSchedule
+from ..plotting import to_uint8
+from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
+from ..validation import check_positive, check_tensor
 
 SKIPPED = "(interactive widget skipped while grading)"
 

@@ -1,27 +1,26 @@
 """A slider over noise levels: the score field and the samples at each level (notebook 09).
 
-As in ``dlcourse.widgets``, a plain, tested computation sits under a one-line builder:
+A plain, tested computation sits under a one-line builder:
 
     score_frames(score_fn, sigmas, samples)   -> one ScoreFrame per level: grid, score vectors, samples
     score_frame_png(frame, lim)               -> that frame drawn as a PNG
     score_explorer(score_fn, sigmas, samples) -> a slider over the levels showing the PNGs
 
 ``score_fn(x, sigma)`` is a score in the variance-exploding view, as ``dlcourse.score.model_score``
-returns and ``dlcourse.score.annealed_langevin`` uses. While nbgrader executes a notebook
+returns and ``dlcourse.score.annealed_langevin`` uses. It is called on CPU points (N, 2),
+and what it returns is brought back to the CPU. While nbgrader executes a notebook
 (``dlcourse.fast.grading()``) the builder builds nothing: it prints one line and returns None.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import torch
 
-from .fast import grading
-from .plotting import grid_points
-from .validation import check_tensor
-from .widgets import SKIPPED
+from ..plotting import grid_points, plot_vector_field
+from ..validation import check_tensor
+from ._base import figure_png, skip_while_grading
 
 __all__ = ["ScoreFrame", "score_explorer", "score_frame_png", "score_frames"]
 
@@ -82,8 +81,6 @@ def score_frame_png(frame: ScoreFrame, lim: float = 2.5, clim=None, title: str |
     """One frame drawn as a PNG: the score's directions (coloured by log10 length) and the samples."""
     from matplotlib.figure import Figure
 
-    from .plotting import plot_vector_field
-
     fig = Figure(figsize=(5, 5), layout="constrained")
     ax = fig.add_subplot()
     if frame.samples is not None:
@@ -91,9 +88,7 @@ def score_frame_png(frame: ScoreFrame, lim: float = 2.5, clim=None, title: str |
     plot_vector_field(frame.vectors, frame.points, ax=ax, clim=clim,
                       title=title or f"score at sigma = {frame.sigma:.3g}")
     ax.set(xlim=(-lim - 0.3, lim + 0.3), ylim=(-lim - 0.3, lim + 0.3), adjustable="box")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def score_explorer(score_fn, sigmas, samples=None, *, lim: float = 2.5, n: int = 17):
@@ -106,8 +101,7 @@ def score_explorer(score_fn, sigmas, samples=None, *, lim: float = 2.5, n: int =
         An ``ipywidgets.VBox`` with attributes ``slider`` (the level's index), ``label``, ``image``
         and ``frames``; None while nbgrader executes the notebook.
     """
-    if grading():
-        print(SKIPPED)
+    if skip_while_grading():
         return None
     import ipywidgets as w
 

@@ -1,15 +1,17 @@
 """Pick a sampler, a number of steps and their spacing, and see what a trained model draws (notebook 04).
 
-As in ``dlcourse.widgets``, a plain, tested computation sits under a one-line builder:
+A plain, tested computation sits under a one-line builder:
 
     sampler_preview(model, schedule, name, steps, n, seed)  -> (images, seconds)
     sampler_explorer(model, schedule)                        -> sampler and spacing dropdowns, a steps slider
 
 The starting noise x_T is drawn from ``seed`` and is the same for every sampler and
 step count, so what changes in the grid is the sampler's doing alone (DDPM and DDIM
-with eta > 0 also draw their added noise from ``seed + 1``). While nbgrader executes a
-notebook (``dlcourse.fast.grading()``) the builder builds nothing: it prints one line
-and returns None.
+with eta > 0 also draw their added noise from ``seed + 1``). Both are drawn on the CPU and
+moved to the model's device, so a seed gives the same samples on every device. What each
+sampler is called and how many network calls it makes come from the samplers' registry
+(``dlcourse.samplers.SAMPLER_LABELS``, ``model_calls``). While nbgrader executes a notebook
+(``dlcourse.fast.grading()``) the builder builds nothing: it prints one line and returns None.
 """
 
 from __future__ import annotations
@@ -18,34 +20,22 @@ import time
 
 import torch
 
-from .device import model_device
-from .fast import grading
-from .parameterization import PREDICTION_TYPES
-from .plotting import image_grid
-from .samplers import SAMPLERS, SPACINGS, get_sampler
-from .schedules import NoiseSchedule
-from .validation import check_choice, check_positive
-from .widgets import SKIPPED, png_bytes
+from ..device import model_device
+from ..parameterization import PREDICTION_TYPES
+from ..plotting import image_grid
+from ..samplers import SAMPLER_LABELS, SAMPLERS, SPACINGS, get_sampler, model_calls
+from ..schedules import NoiseSchedule
+from ..tensors import seeded_noise
+from ..validation import check_choice, check_int, check_positive, check_schedule
+from ._base import png_bytes, skip_while_grading
 
-__all__ = ["SAMPLER_LABELS", "model_calls", "sampler_explorer", "sampler_preview"]
-
-SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM (eta = 0)", "euler": "Euler (PF-ODE)",
-                  "heun": "Heun (PF-ODE)", "dpmpp_2m": "DPM-Solver++(2M)"}
-
-
-def model_calls(name: str, steps: int) -> int:
-    """Network evaluations (NFE) of sampler ``name`` with ``steps`` steps: ``2 steps - 2`` for Heun
-    (its first and last steps are Euler steps), ``steps`` for the others."""
-    check_choice("name", name, SAMPLERS)
-    return max(1, 2 * steps - 2) if name == "heun" else steps
+__all__ = ["sampler_explorer", "sampler_preview"]
 
 
 def _check_args(schedule, name, steps, n, shape):
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule: expected a NoiseSchedule (e.g. cosine_schedule(1000)), "
-                        f"got {type(schedule).__name__}")
+    check_schedule("schedule", schedule)
     check_choice("name", name, SAMPLERS)
-    check_positive("steps", steps, integer=True)
+    check_int("steps", steps, minimum=1)
     if steps > schedule.T:
         raise ValueError(f"steps: expected at most the schedule's T = {schedule.T}, got {steps}")
     check_positive("n", n, integer=True)
@@ -60,8 +50,10 @@ def sampler_preview(model, schedule: NoiseSchedule, name: str, steps: int, n: in
     """Draw ``n`` samples with sampler ``name`` in ``steps`` steps, and time it.
 
     ``x_T ~ N(0, I)`` of shape ``(n, *shape)`` comes from ``torch.Generator().manual_seed(seed)``
-    (on the CPU, then moved to the model's device); the sampler's own noise from ``seed + 1``.
-    So the result equals ``get_sampler(name)(model, x_T, schedule, steps, ...)`` with that x_T.
+    (``dlcourse.tensors.seeded_noise``: on the CPU, then moved to the model's device); the
+    sampler's own noise from a CPU generator seeded with ``seed + 1``. So the result equals
+    ``get_sampler(name)(model, x_T, schedule, steps, generator=torch.Generator().manual_seed(seed + 1), ...)``
+    with that x_T, and is the same on every device up to rounding.
 
     Args:
         model: a trained denoiser ``model(x_t, t, cond=None)``.
@@ -80,11 +72,11 @@ def sampler_preview(model, schedule: NoiseSchedule, name: str, steps: int, n: in
     _check_args(schedule, name, steps, n, shape)
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     device = model_device(model)
-    x_T = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
-    generator = torch.Generator(device=device).manual_seed(seed + 1)
+    x_T = seeded_noise((n, *shape), seed, device=device)                        # (n, *shape)
+    generator = torch.Generator().manual_seed(seed + 1)                         # CPU: the same noise on every device
     sampler = get_sampler(name)
     start = time.perf_counter()
-    images = sampler(model, x_T, schedule.to(device), steps, prediction_type=prediction_type, clip_x0=clip_x0,
+    images = sampler(model, x_T, schedule, steps, prediction_type=prediction_type, clip_x0=clip_x0,
                      generator=generator, progress=False, **sampler_kwargs)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -118,15 +110,14 @@ def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", 
         was drawn and how long it took), ``redraw()`` and ``last`` (the latest
         ``(images, seconds)``); None while nbgrader executes the notebook.
     """
-    if grading():
-        print(SKIPPED)
+    if skip_while_grading():
         return None
     import ipywidgets as w
 
     _check_args(schedule, name, steps, n, shape)
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise ValueError(f"shape: expected an image shape (C, H, W) with C = 1 or 3, got {tuple(shape)}")
-    check_positive("max_steps", max_steps, integer=True)
+    check_int("max_steps", max_steps, minimum=1)
     if not steps <= max_steps <= schedule.T:
         raise ValueError(f"max_steps: expected a value from steps = {steps} to T = {schedule.T}, got {max_steps}")
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
