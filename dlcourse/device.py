@@ -1,8 +1,18 @@
-"""Where tensors live: CUDA, then Apple MPS, then CPU, chosen automatically."""
+"""Where tensors live (CUDA, then Apple MPS, then CPU, chosen automatically), and which
+precision trains faster there.
+
+bf16 autocast is not faster everywhere a CPU can compute it natively: on an Intel Xeon
+with AMX-BF16 it sped up the course's U-Net and slowed down its DiT (``bench/README.md``).
+So the automatic choice is measured: ``fastest_autocast_dtype`` times a few training steps
+in each candidate precision and keeps the faster, once per model, input shape and device.
+"""
 
 from __future__ import annotations
 
 import functools
+import statistics
+import time
+from collections.abc import Callable, Hashable
 
 import torch
 
@@ -30,8 +40,8 @@ def model_device(model) -> torch.device:
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX).
 
-    On such CPUs bf16 autocast speeds up small models; on CPUs without it
-    (AVX2-only laptops) bf16 is many times *slower* than fp32, so use fp32 there.
+    On CPUs without it (AVX2-only laptops) bf16 is many times *slower* than fp32; on
+    CPUs with it, it depends on the model (see ``fastest_autocast_dtype``).
     """
     try:
         with open("/proc/cpuinfo") as f:
@@ -42,15 +52,62 @@ def cpu_has_native_bf16() -> bool:
 
 
 def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
-    """The dtype to autocast to on ``device`` for training, or None for fp32.
+    """The lower precision worth *trying* on ``device`` for training, or None when fp32 is the only candidate.
 
-    CPU: bf16 only with native bf16 support. CUDA: None (these small models are
-    launch-bound on a GPU; larger batches help there, lower precision does not).
+    CPU: bf16 with native bf16 support (whether it is faster depends on the model: measure it
+    with ``fastest_autocast_dtype``). CUDA, MPS: None (these small models are launch-bound on a
+    GPU; a larger batch helps there, a lower precision does not).
     """
     device = torch.device(device)
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
+
+
+# key -> (the chosen dtype, {dtype: median seconds per step}), for the life of the process
+_measured: dict[Hashable, tuple[torch.dtype | None, dict]] = {}
+
+
+def fastest_autocast_dtype(step: Callable[[torch.dtype | None], None], candidates, key: Hashable, *,
+                           repeats: int = 3) -> torch.dtype | None:
+    """The candidate autocast dtype under which ``step`` runs fastest, measured once per ``key``.
+
+    ``step(dtype)`` runs one training step under ``torch.autocast(dtype=dtype)`` (None: fp32)
+    and returns when its work is done. Each candidate runs once to warm up (first calls
+    allocate and pick kernels), then ``repeats`` times, alternating between candidates so a
+    change in the machine's load falls on both; the one with the smaller median time wins,
+    the first listed on a tie. ``step`` is responsible for leaving the training state as it
+    found it (``dlcourse.loop.measure_precision`` does).
+
+    Args:
+        step: runs one step in the given precision.
+        candidates: the dtypes to compare, e.g. ``(None, torch.bfloat16)``.
+        key: what the decision is cached under, e.g. (model class, input shapes, device).
+        repeats: timed steps per candidate.
+
+    Returns:
+        The faster dtype (None for fp32). ``precision_measurements()`` holds the timings.
+    """
+    if key in _measured:
+        return _measured[key][0]
+    candidates = list(candidates)
+    for dtype in candidates:
+        step(dtype)
+    times = {dtype: [] for dtype in candidates}
+    for _ in range(repeats):
+        for dtype in candidates:
+            start = time.perf_counter()
+            step(dtype)
+            times[dtype].append(time.perf_counter() - start)
+    medians = {dtype: statistics.median(ts) for dtype, ts in times.items()}
+    best = min(candidates, key=lambda dtype: medians[dtype])
+    _measured[key] = (best, medians)
+    return best
+
+
+def precision_measurements() -> dict:
+    """What ``fastest_autocast_dtype`` measured in this process: ``{key: (chosen dtype, {dtype: s/step})}``."""
+    return dict(_measured)
 
 
 def describe() -> str:

@@ -19,10 +19,11 @@ channels-last memory). ``--stage1 PATH`` starts the second stage from a file the
 Each run is fixed by its recipe below: a seed (weights, batches, timesteps, noise,
 label dropout), a step budget (never a time budget, so the result does not depend on
 the machine's load), the data's seed, and the number of CPU threads. Precision: the
-unconditional U-Net uses fp32; the conditional one "auto", i.e. bf16 autocast on a CPU
-with native bf16 (AVX512-BF16 or AMX; it was trained so) and fp32 elsewhere, including
-on a GPU (``dlcourse.device.autocast_dtype``); the toy MLP uses fp32 (for a model this
-small autocast costs more than it saves). ``--precision`` and ``--threads`` override
+unconditional U-Net uses fp32; the conditional one "auto", which here means bf16 autocast
+on a CPU with native bf16 (AVX512-BF16 or AMX; it was trained so) and fp32 elsewhere,
+including on a GPU (``dlcourse.device.autocast_dtype``), fixed by the hardware rather than
+measured as ``train(precision="auto")`` does, so the load of the machine cannot change it;
+the toy MLP uses fp32 (for a model this small autocast costs more than it saves). ``--precision`` and ``--threads`` override
 the recipe.
 
 The unconditional U-Net predicts v (``prediction_type="v_prediction"``): its guess of
@@ -63,7 +64,7 @@ import torch
 from dlcourse.checkpoints import build_model, load_checkpoint, model_config, save_checkpoint, sha256_file
 from dlcourse.data import make_shapes, make_toy
 from dlcourse.data.shapes import SHAPE_NAMES
-from dlcourse.device import get_device
+from dlcourse.device import autocast_dtype, get_device
 from dlcourse.models import MLPDenoiser, UNet, UNetConfig
 from dlcourse.pretrained import ASSET_DIR, PRETRAINED, list_pretrained, load_pretrained
 from dlcourse.samplers import sample_ddpm
@@ -139,6 +140,8 @@ def load_stage1(path, recipe: Recipe) -> tuple[torch.nn.Module, dict]:
 def train_one(name: str, precision: str | None, threads: int | None, device, stage1=None) -> None:
     r = RECIPES[name]
     precision = precision or r.precision
+    if precision == "auto":                              # fixed by the hardware, not by a timing
+        precision = "bf16" if autocast_dtype(device) is not None else "fp32"
     torch.set_num_threads(threads or r.threads)
     labels = None
     if r.data == "shapes":
