@@ -1,11 +1,29 @@
-"""Interactive explorers for the notebooks, one line each: ``from dlcourse.widgets import ...``."""
+"""Interactive explorers for the notebooks, one line each: ``from dlcourse.widgets import ...``.
 
-from ._base import png_bytes, show
+Every widget is a thin shell around a plain function that does the computation and is
+tested on its own; one module per notebook:
+
+    forward     (01)  forward_reverse_frames -> forward_reverse_player    an image into noise and back
+    schedules   (02)  schedule_curves, schedule_figure -> schedule_explorer   alpha_bar_t and log-SNR, toggled
+    denoise     (03)  denoise_preview, denoise_strip -> denoise_explorer   the model's guess of x_0 at each t
+    samplers    (04)  sampler_preview -> sampler_explorer                  sampler, steps and spacing, timed
+    guidance    (05)  guided_grid -> guidance_explorer                     the guidance scale w, slid
+    score       (09)  score_frames, score_frame_png -> score_explorer      the score field over noise levels
+
+What they share lives in ``_base``: a computation that takes a model runs it on the model's
+device (``dlcourse.device.model_device``) and gives back CPU tensors; seeded noise is drawn
+on the CPU and moved, so a seed shows the same picture on every device. Notebooks are also
+executed without a browser (tests, nbgrader): the builders never block, and while nbgrader
+executes a notebook (``dlcourse.fast.grading()``) they build nothing, print ``SKIPPED`` and
+return None.
+"""
+
+from ._base import SKIPPED, png_bytes, show
 from .denoise import denoise_explorer, denoise_preview, denoise_strip
-from .forward import (SKIPPED, ForwardReverseFrames, Frame, collect_schedules, forward_reverse_frames,
-                      forward_reverse_player, schedule_curves, schedule_explorer, schedule_figure)
+from .forward import Frame, ForwardReverseFrames, forward_reverse_frames, forward_reverse_player
 from .guidance import guidance_explorer, guided_grid
 from .samplers import sampler_explorer, sampler_preview
+from .schedules import collect_schedules, schedule_curves, schedule_explorer, schedule_figure
 from .score import ScoreFrame, score_explorer, score_frame_png, score_frames
 
 __all__ = [
