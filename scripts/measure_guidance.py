@@ -5,7 +5,7 @@ Backs the numbers of notebook 05 with more samples than the notebook can afford:
     .venv/bin/python scripts/measure_guidance.py                    # 200 per class, seeds 0 and 1000 (~15 min)
     .venv/bin/python scripts/measure_guidance.py --n 64 --seeds 0   # what the notebook does in full mode
 
-For every w it prints ``dlcourse.guidance.guidance_sweep``'s figures (each averaged over the
+For every w it prints ``dlcourse.metrics.guidance_sweep``'s figures (each averaged over the
 4 requested shapes): the judge's accuracy on the requested shape among valid samples, the
 valid fraction, the entropy of the judge's colours and sizes, the spread of the judge's
 features relative to real images of the shape, and the Frechet distance to real images of
@@ -22,7 +22,7 @@ import torch
 
 from dlcourse.data import make_shapes
 from dlcourse.data.shapes import COLOR_NAMES, SCALE_NAMES
-from dlcourse.guidance import guidance_sweep
+from dlcourse.metrics import guidance_sweep
 from dlcourse.judge import load_judge
 from dlcourse.metrics import entropy_bits
 from dlcourse.pretrained import load_pretrained

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dlcourse.data import make_shapes
-from dlcourse.guidance import GuidancePoint, classifier_free_guidance, drop_labels, guidance_sweep
+from dlcourse.guidance import classifier_free_guidance, drop_labels
+from dlcourse.metrics import GuidancePoint, guidance_sweep
 from dlcourse.judge import load_judge
 from dlcourse.metrics import class_accuracy
 from dlcourse.pretrained import load_pretrained

@@ -17,8 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dlcourse.data.shapes import COLOR_NAMES, ShapesData
-from dlcourse.validation import check_positive, check_tensor
+from ..data.shapes import COLOR_NAMES, ShapesData
+from ..validation import check_positive, check_tensor
 
 
 def _generator(seed) -> torch.Generator:

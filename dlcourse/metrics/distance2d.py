@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import torch
 
-from dlcourse.data import make_toy
-from dlcourse.validation import check_positive, check_tensor
+from ..data import make_toy
+from ..validation import check_positive, check_tensor
 
 
 def _mean_pairwise_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048) -> torch.Tensor:

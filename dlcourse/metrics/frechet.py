@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from dlcourse.validation import check_tensor
+from ..validation import check_tensor
 
 
 def gaussian_fit(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from dlcourse.data.shapes import COLOR_NAMES, SCALE_NAMES, SHAPE_NAMES
-from dlcourse.metrics.baselines import matched_noise
-from dlcourse.metrics.frechet import frechet_distance
-from dlcourse.validation import check_choice, check_tensor
+from ..data.shapes import COLOR_NAMES, SCALE_NAMES, SHAPE_NAMES
+from .baselines import matched_noise
+from .frechet import frechet_distance
+from ..validation import check_choice, check_tensor
 
 _HEADS = {"shape": len(SHAPE_NAMES), "color": len(COLOR_NAMES), "scale": len(SCALE_NAMES)}
 

@@ -22,19 +22,31 @@ so changing sampler means changing one name (``SAMPLERS`` maps names to them):
 (``timesteps_for``). ``clip_x0`` clamps the model's x_0 guess to [-1, 1]: right
 for images, wrong for data outside that range (2-D toys). ``callback(i, t, x, x_0_guess)``
 is called after every step, i counting down to 0, with the sample after the step.
-Guidance and prediction types are handled once, in ``common.predict_x0_eps``.
+``x_T`` is moved to the model's device and the samples come back on ``x_T``'s.
+
+Each sampler has three layers (``common.py``): ``<name>_step``, the update of its paper
+that notebook 04's learner writes; ``<name>_loop(denoiser, x_T, times, ...)``, the loop
+that calls it with any ``Denoiser`` (``denoiser.py``: a network with its time
+parametrisation, prediction type, guidance and clipping, answering "x_0 and eps at this
+noise level"); and ``sample_<name>``, which builds a ``VPDenoiser`` and the timesteps for a
+discrete-time model. The same loops sample a rectified flow::
+
+    denoiser = FlowDenoiser(model, prediction_type="velocity")
+    x_0 = euler_loop(denoiser, x_T, flow_times(4))
 """
 
-from ..validation import check_choice
-from .common import model_output, predict_x0_eps
-from .ddim import sample_ddim
-from .ddpm import sample_ddpm
-from .dpmpp_2m import sample_dpmpp_2m
-from .euler import sample_euler
-from .heun import sample_heun
 from ..parameterization import sigma_from_alpha_bar as karras_sigmas  # old name, kept for notebook 09 until it moves
+from ..validation import check_choice
+from .common import run_loop
+from .ddim import ddim_loop, ddim_step, sample_ddim
+from .ddpm import ddpm_loop, ddpm_step, sample_ddpm
+from .denoiser import Denoiser, FlowDenoiser, VPDenoiser, flow_times, model_output, vp_times
+from .dpmpp_2m import dpmpp_2m_loop, dpmpp_2m_step, sample_dpmpp_2m
+from .euler import euler_loop, euler_step, sample_euler
+from .heun import heun_loop, heun_step, sample_heun
 from .spacing import SPACINGS, respace, timesteps_for
 
+# sample_<name>(model, x_T, schedule, steps, ...): a discrete-time model and its schedule
 SAMPLERS = {
     "ddpm": sample_ddpm,
     "ddim": sample_ddim,
@@ -42,6 +54,9 @@ SAMPLERS = {
     "heun": sample_heun,
     "dpmpp_2m": sample_dpmpp_2m,
 }
+
+# <name>_loop(denoiser, x_T, times, ...): any Denoiser, VP or flow
+LOOPS = {"ddpm": ddpm_loop, "ddim": ddim_loop, "euler": euler_loop, "heun": heun_loop, "dpmpp_2m": dpmpp_2m_loop}
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM (eta = 0)", "euler": "Euler (PF-ODE)",
                   "heun": "Heun (PF-ODE)", "dpmpp_2m": "DPM-Solver++(2M)"}
@@ -61,6 +76,9 @@ def get_sampler(name: str):
 
 
 __all__ = [
-    "SAMPLERS", "SAMPLER_LABELS", "SPACINGS", "get_sampler", "model_calls", "karras_sigmas", "model_output", "predict_x0_eps", "respace",
-    "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler", "sample_heun", "timesteps_for",
+    "Denoiser", "FlowDenoiser", "LOOPS", "SAMPLERS", "SAMPLER_LABELS", "SPACINGS", "VPDenoiser", "ddim_loop",
+    "ddim_step", "ddpm_loop", "ddpm_step", "dpmpp_2m_loop", "dpmpp_2m_step", "euler_loop", "euler_step",
+    "flow_times", "get_sampler", "heun_loop", "heun_step", "karras_sigmas", "model_calls", "model_output",
+    "respace", "run_loop", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler", "sample_heun",
+    "timesteps_for", "vp_times",
 ]

@@ -1,103 +1,44 @@
-"""What every sampler shares: one model call with guidance, read as ``(x_0, eps)``.
+"""What every sampler's loop shares: checks, the walk over the visited times, the VP entry point.
 
-Classifier-free guidance (Ho & Salimans 2022, eq. 6, with ``w = 1 + their w``;
-``dlcourse.guidance.classifier_free_guidance``)::
+A sampler module has three layers, the same in each:
 
-    eps = eps_uncond + w (eps_cond - eps_uncond)
+    <name>_step(x_t, ..., alpha_bar_t, alpha_bar_s)      one update: the formula of the paper (notebook 04)
+    <name>_loop(denoiser, x_T, times, ...)               the loop: ask the denoiser, call the step
+    sample_<name>(model, x_T, schedule, steps, ...)      a discrete-time model and its schedule
 
-``w = 1`` is the conditional model, ``w = 0`` the unconditional one, ``w > 1``
-pushes samples further towards the condition. The same line works on the raw
-model output whatever it predicts: ``x_0``, ``eps`` and ``v`` are affine in one
-another for a fixed ``x_t`` and the weights ``1 - w`` and ``w`` add up to one, so
-guiding the output and then converting equals converting and then guiding.
+``run_loop`` is the loop's frame: it checks the arguments once, moves ``x_T`` to the
+model's device, puts the model in eval mode, shows progress, walks the times from the
+noisiest to clean data and calls the sampler's ``update`` for each step, and hands the
+result back on ``x_T``'s device.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import NamedTuple
 
-from ..guidance import classifier_free_guidance
-from ..parameterization import eps_from_x0, to_x0_eps
+import torch
+from tqdm.auto import tqdm
+
+from ..schedules import NoiseSchedule
 from ..tensors import eval_mode, noise_like  # noqa: F401  (the samplers import them from here)
 from ..validation import check_tensor
+from .denoiser import Denoiser, VPDenoiser, check_times, model_output, vp_times  # noqa: F401
 
 
-def _timesteps(t, x: torch.Tensor) -> torch.Tensor:
-    """``t`` (an int, a 0-d or a (B,) tensor) as a (B,) int64 tensor on ``x``'s device."""
-    t = torch.as_tensor(t, device=x.device)
-    return t.expand(x.shape[0]) if t.ndim == 0 else t
+class Step(NamedTuple):
+    """One step of a loop, from time ``t`` to the next visited time ``s`` (None: clean data).
 
-
-def _stack_with_null(model, cond, B: int):
-    """``cond`` followed by the null condition, as one batch of 2B, or None if not possible.
-
-    Possible when ``cond`` is (B,) labels (alone or as a dict's only key) and the model
-    says how many classes it has: its null label is ``model.num_classes``.
+    ``k`` counts the steps taken (0 first), ``i = n - 1 - k`` counts down to 0 (the last
+    step, to clean data; the callbacks' index), ``n`` is the number of steps.
     """
-    num_classes = getattr(model, "num_classes", None)
-    if not isinstance(num_classes, int):
-        return None
-    is_dict = isinstance(cond, dict)
-    labels = cond.get("label") if is_dict and set(cond) == {"label"} else cond
-    if not isinstance(labels, torch.Tensor) or labels.shape != (B,):
-        return None
-    both = torch.cat([labels, torch.full_like(labels, num_classes)])        # (2B,)
-    return {"label": both} if is_dict else both
 
-
-def model_output(model, x: torch.Tensor, t, cond=None, guidance_scale: float = 1.0) -> torch.Tensor:
-    """The model's output at ``(x, t)``, with classifier-free guidance of strength ``guidance_scale``.
-
-    ``out = out_uncond + w (out_cond - out_uncond)`` with ``out_uncond = model(x, t, None)``.
-    ``w = 1`` (or ``cond = None``) returns exactly ``model(x, t, cond)`` and ``w = 0`` exactly
-    ``model(x, t, None)``, one call each. Otherwise, for class labels and a model with
-    ``num_classes``, both halves come from one call on a batch of 2B; for other
-    conditioning, from two calls.
-
-    Args:
-        model: called as ``model(x_t, t, cond)`` (see ``dlcourse.models.common``).
-        x: (B, ...) the noisy input.
-        t: int or (B,) int64 timesteps.
-        cond: None, (B,) labels or a dict.
-        guidance_scale: w.
-
-    Returns:
-        (B, ...) in ``x``'s dtype (a bf16 model's output is cast up).
-    """
-    t = _timesteps(t, x)
-    if cond is None or guidance_scale == 1:
-        return model(x, t, cond).to(x.dtype)
-    if guidance_scale == 0:
-        return model(x, t, None).to(x.dtype)
-    both = _stack_with_null(model, cond, x.shape[0])
-    if both is not None:
-        out_cond, out_uncond = model(torch.cat([x, x]), torch.cat([t, t]), both).to(x.dtype).chunk(2)
-    else:
-        out_cond, out_uncond = model(x, t, cond).to(x.dtype), model(x, t, None).to(x.dtype)
-    return classifier_free_guidance(out_uncond, out_cond, guidance_scale)
-
-
-def predict_x0_eps(model, x: torch.Tensor, t, alpha_bar, *, cond=None, guidance_scale: float = 1.0,
-                   prediction_type: str = "epsilon", clip_x0: bool = False):
-    """The (guided) model's guesses of ``x_0`` and ``eps`` at ``(x, t)``, whatever it predicts.
-
-    Args:
-        model, x, t, cond, guidance_scale: as in :func:`model_output`.
-        alpha_bar: number or (B,) alpha_bar at ``t``.
-        prediction_type: "epsilon", "sample" or "v_prediction".
-        clip_x0: clamp ``x_0`` to [-1, 1] (images) and recompute ``eps`` from the
-            clamped value, so the two guesses stay consistent with ``x``.
-
-    Returns:
-        ``(x_0, eps)``, each (B, ...) like ``x``.
-    """
-    out = model_output(model, x, t, cond, guidance_scale)
-    check_tensor("model output", out, shape=tuple(x.shape))
-    x_0, eps = to_x0_eps(out, x, alpha_bar, prediction_type)
-    if clip_x0:
-        x_0 = x_0.clamp(-1, 1)
-        eps = eps_from_x0(x, x_0, alpha_bar)
-    return x_0, eps
+    k: int
+    i: int
+    n: int
+    t: float
+    s: float | None
+    alpha_bar_t: float
+    alpha_bar_s: float
 
 
 def check_x_T(x_T) -> torch.Tensor:
@@ -105,10 +46,40 @@ def check_x_T(x_T) -> torch.Tensor:
     return check_tensor("x_T", x_T, ndim=(2, 3, 4, 5), floating=True)
 
 
-def alpha_bars_at(schedule, timesteps: torch.Tensor) -> torch.Tensor:
-    """(steps + 1,) float64 alpha_bar: index 0 is clean data (1.0), index ``i + 1`` is ``timesteps[i]``.
+def run_loop(denoiser: Denoiser, x_T: torch.Tensor, times, update, *, desc: str, callback=None,
+             progress: bool = True) -> torch.Tensor:
+    """Walk ``times`` then to clean data, ``x = update(x, step)`` at each step; return the final x.
 
-    So the step from ``timesteps[i]`` goes from ``alpha_bars[i + 1]`` to ``alpha_bars[i]``.
+    Args:
+        denoiser: a ``Denoiser``.
+        x_T: (B, ...) the starting noise, at ``times[0]`` (in the variance-preserving form).
+        times: the decreasing times to visit (``check_times``).
+        update: ``update(x, step) -> (x_next, x_0_guess)`` with ``step`` a ``Step``.
+        desc: the progress bar's label.
+        callback: ``callback(i, t, x, x_0_guess)`` after every step.
+        progress: show a progress bar.
+
+    Returns:
+        (B, ...) the samples, on ``x_T``'s device.
     """
-    ab = schedule.alphas_cumprod[timesteps.to(schedule.alphas_cumprod.device)].double().cpu()
-    return torch.cat([ab.new_ones(1), ab])
+    check_x_T(x_T)
+    times = check_times(denoiser, times)
+    alpha_bars = [denoiser.alpha_bar(t) for t in times] + [1.0]          # clean data at the end
+    n = len(times)
+    x = x_T.to(denoiser.device)
+    with eval_mode(denoiser.model):
+        for k in tqdm(range(n), disable=not progress, desc=desc, leave=False):
+            step = Step(k, n - 1 - k, n, times[k], times[k + 1] if k + 1 < n else None,
+                        alpha_bars[k], alpha_bars[k + 1])
+            x, x_0 = update(x, step)
+            if callback is not None:
+                callback(step.i, step.t, x, x_0)
+    return x.to(x_T.device)
+
+
+def vp_setup(model, schedule: NoiseSchedule, steps, spacing: str, *, prediction_type: str, cond,
+             guidance_scale: float, clip_x0: bool):
+    """The ``VPDenoiser`` and decreasing timesteps that every ``sample_<name>`` entry point builds."""
+    denoiser = VPDenoiser(model, schedule, prediction_type=prediction_type, cond=cond,
+                          guidance_scale=guidance_scale, clip_x0=clip_x0)
+    return denoiser, vp_times(schedule, steps, spacing)

@@ -1,22 +1,62 @@
 """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2).
 
-Start from ``x_T ~ N(0, I)``; at each step ask the model for its guess of ``x_0``
-and draw ``x_{t-1}`` from the posterior ``q(x_{t-1} | x_t, x_0 = guess)``, the
-same step back that notebook 01 took when it knew the true ``x_0``.
+Start from ``x_T ~ N(0, I)``; at each step ask the model for its guess of the noise
+and draw ``x_s`` from the posterior ``q(x_s | x_t, x_0 = guess)``, the same step back
+that notebook 01 took when it knew the true ``x_0``. From t to the next visited
+timestep s, with ``alpha_t = ab_t / ab_s`` and ``beta_t = 1 - alpha_t`` (the respaced
+chain of Nichol & Dhariwal 2021, sec. 4, which keeps alpha_bar at the visited steps)::
+
+    x_s = (x_t - beta_t / sqrt(1 - ab_t) eps) / sqrt(alpha_t) + sigma_t z,
+    sigma_t^2 = (1 - ab_s) / (1 - ab_t) beta_t                     (beta_tilde, Ho et al. eq. 7)
 """
 
 from __future__ import annotations
 
-import torch
-from tqdm.auto import tqdm
+import math
 
-from ..forward import q_posterior_sample
+import torch
+
 from ..schedules import NoiseSchedule
-from .common import check_x_T, eval_mode, noise_like, predict_x0_eps
-from .spacing import respace, timesteps_for
+from .common import noise_like, run_loop, vp_setup
+
+
+def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, alpha_bar_s: float,
+              z: torch.Tensor) -> torch.Tensor:
+    """One DDPM ancestral step from t to s (Ho et al. 2020, Algorithm 2), the one notebook 04's learner writes.
+
+    Args:
+        x_t: (B, ...) the current sample.
+        eps: (B, ...) the noise guess at (x_t, t).
+        alpha_bar_t: alpha_bar at t.
+        alpha_bar_s: alpha_bar at s (larger: less noise); 1.0 for the last step, to clean data.
+        z: (B, ...) standard normal noise (no effect on the last step: its variance is 0).
+
+    Returns:
+        (B, ...) ``x_s``.
+    """
+    alpha_t = alpha_bar_t / alpha_bar_s
+    beta_t = 1 - alpha_t
+    mean = (x_t - beta_t / math.sqrt(1 - alpha_bar_t) * eps) / math.sqrt(alpha_t)
+    variance = (1 - alpha_bar_s) / (1 - alpha_bar_t) * beta_t
+    return mean + math.sqrt(variance) * z if variance > 0 else mean
 
 
 @torch.no_grad()
+def ddpm_loop(denoiser, x_T: torch.Tensor, times, *, generator: torch.Generator | None = None, callback=None,
+              progress: bool = True) -> torch.Tensor:
+    """Ancestral sampling from ``x_T`` at ``times[0]`` through ``times`` to clean data, with any ``Denoiser``.
+
+    ``z`` is drawn from ``generator`` at every step, the last one included, so the
+    same generator gives the same samples as a loop written that way (notebook 04).
+    Other arguments as in ``ddim_loop``.
+    """
+    def update(x, step):
+        x_0, eps = denoiser(x, step.t)
+        return ddpm_step(x, eps, step.alpha_bar_t, step.alpha_bar_s, noise_like(x, generator)), x_0
+
+    return run_loop(denoiser, x_T, times, update, desc="DDPM", callback=callback, progress=progress)
+
+
 def sample_ddpm(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | None = None, *, cond=None,
                 guidance_scale: float = 1.0, prediction_type: str = "epsilon", spacing: str = "linspace",
                 clip_x0: bool = True, generator: torch.Generator | None = None, callback=None,
@@ -30,14 +70,15 @@ def sample_ddpm(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | 
 
     Args:
         model: denoiser called as ``model(x_t, t, cond)`` with t (B,) int64 in 0..T-1.
-        x_T: (B, C, H, W) or (B, D) starting noise; its device and dtype are used throughout.
+        x_T: (B, C, H, W) or (B, D) starting noise. It is moved to the model's device,
+            and the samples come back on x_T's device.
         schedule: the schedule the model was trained with.
         steps: number of model calls; None for all T.
         cond: conditioning passed to the model (e.g. (B,) labels).
-        guidance_scale: classifier-free guidance weight w (1 = no guidance; see ``common``).
+        guidance_scale: classifier-free guidance weight w (1 = no guidance; ``denoiser.model_output``).
         prediction_type: what the model predicts: "epsilon", "sample" or "v_prediction".
         spacing: which timesteps to visit, one of ``SPACINGS``: "linspace", "leading", "trailing",
-            "quadratic", "reversed_quadratic" or "karras" (see ``timesteps_for``).
+            "quadratic", "reversed_quadratic", "karras" or "logsnr" (see ``timesteps_for``).
         clip_x0: clamp the model's x_0 guess to [-1, 1] (for images).
         generator: torch.Generator for the noise added at each step.
         callback: called as ``callback(i, t, x, x_0_guess)`` after every step, with i
@@ -48,17 +89,6 @@ def sample_ddpm(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | 
     Returns:
         (B, ...) the samples ``x_0``.
     """
-    check_x_T(x_T)
-    taus = timesteps_for(schedule, steps, spacing)
-    sub = respace(schedule, taus)                     # index i of sub is timestep taus[i]
-    x, B = x_T, x_T.shape[0]
-    with eval_mode(model):
-        for i in tqdm(range(len(taus) - 1, -1, -1), disable=not progress, desc="DDPM", leave=False):
-            t = taus[i].to(x.device).expand(B)
-            x_0, _ = predict_x0_eps(model, x, t, schedule.alphas_cumprod.to(x.device)[t], cond=cond,
-                                    guidance_scale=guidance_scale, prediction_type=prediction_type,
-                                    clip_x0=clip_x0)
-            x = q_posterior_sample(x, x_0, i, sub, noise_like(x, generator))    # zero variance at i = 0
-            if callback is not None:
-                callback(i, int(taus[i]), x, x_0)
-    return x
+    denoiser, times = vp_setup(model, schedule, steps, spacing, prediction_type=prediction_type, cond=cond,
+                               guidance_scale=guidance_scale, clip_x0=clip_x0)
+    return ddpm_loop(denoiser, x_T, times, generator=generator, callback=callback, progress=progress)

@@ -15,15 +15,17 @@ model call (multistep, second order)::
     r_i = h_{i-1} / h_i,   D_i = (1 + 1 / (2 r_i)) x_0_guess(t_{i-1}) - 1 / (2 r_i) x_0_guess(t_{i-2})
 
 The last step, to clean data (sigma = 0, lambda = infinity), is first order and
-returns the last x_0 guess, as diffusers does (``final_sigmas_type="zero"``).
+returns the last x_0 guess. Older diffusers releases did the same by default
+(``final_sigmas_type="zero"`` with ``lower_order_final``); diffusers 0.42 takes it at
+second order, extrapolating the x_0 guess from the last two, which is less accurate:
+the extrapolation's weight grows with the step's length in lambda, and this one is
+the longest of all.
 
 With timesteps evenly spaced in t, the last interval, t from T / steps down to 0,
 stays long in lambda at any step count (near t = 0, lambda ~ -log(beta_0 (t + 1)) / 2),
-so the second order shows late. Measured on the 2-D toy checkpoint (linear schedule),
-energy distance over its floor at 10 / 15 / 20 / 30 / 50 steps: 1.3 / 5.7 / 2.5 / 1.05
-/ 0.85; at 10 steps ``lower_order_final`` is on, at 15 and more it is not. Taking that
-step at first order at every count gives 0.88 / 0.80 / 0.78 at 15 / 20 / 30 steps, but
-the error then no longer falls at second order.
+so the second order shows late. What that costs on the 2-D toy checkpoint, with and without ``lower_order_final``,
+is measured in ``bench/README.md``; the "reversed_quadratic" and "logsnr" spacings
+shorten that interval (``spacing.py``).
 """
 
 from __future__ import annotations
@@ -31,14 +33,63 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm.auto import tqdm
 
+from ..parameterization import half_log_snr
 from ..schedules import NoiseSchedule
-from .common import alpha_bars_at, check_x_T, eval_mode, predict_x0_eps
-from .spacing import timesteps_for
+from .common import run_loop, vp_setup
+
+
+def dpmpp_2m_step(x_t: torch.Tensor, x_0: torch.Tensor, alpha_bar_t: float, alpha_bar_s: float,
+                  x_0_last: torch.Tensor | None = None, alpha_bar_last: float | None = None) -> torch.Tensor:
+    """One DPM-Solver++(2M) step from t to s (Algorithm 2); first order when ``x_0_last`` is None.
+
+    The step notebook 04's learner writes.
+
+    Args:
+        x_t: (B, ...) the current sample.
+        x_0: (B, ...) the x_0 guess at (x_t, t).
+        alpha_bar_t: alpha_bar at t.
+        alpha_bar_s: alpha_bar at s, with alpha_bar_t < alpha_bar_s < 1.
+        x_0_last: (B, ...) the guess at the previously visited time, or None.
+        alpha_bar_last: alpha_bar there (< alpha_bar_t), or None.
+
+    Returns:
+        (B, ...) ``x_s = (sigma_s / sigma_t) x_t - alpha_s (exp(-h) - 1) D``, with ``h = lambda_s - lambda_t``
+        and ``D = x_0`` or ``(1 + 1 / (2r)) x_0 - 1 / (2r) x_0_last``, ``r = (lambda_t - lambda_last) / h``.
+    """
+    h = half_log_snr(alpha_bar_s) - half_log_snr(alpha_bar_t)
+    if x_0_last is None:
+        D = x_0
+    else:
+        r = (half_log_snr(alpha_bar_t) - half_log_snr(alpha_bar_last)) / h
+        D = (1 + 1 / (2 * r)) * x_0 - 1 / (2 * r) * x_0_last
+    sigma_ratio = math.sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t))
+    return sigma_ratio * x_t - math.sqrt(alpha_bar_s) * math.expm1(-h) * D
 
 
 @torch.no_grad()
+def dpmpp_2m_loop(denoiser, x_T: torch.Tensor, times, *, lower_order_final: bool = True, callback=None,
+                  progress: bool = True) -> torch.Tensor:
+    """DPM-Solver++(2M) through ``times`` to clean data, with any ``Denoiser``.
+
+    First order on the first step; the last step returns the x_0 guess. Other arguments as
+    in ``ddim_loop`` and ``sample_dpmpp_2m``; deterministic.
+    """
+    last = {"x_0": None, "alpha_bar": None}
+
+    def update(x, step):
+        x_0, _ = denoiser(x, step.t)
+        if step.s is None:                                  # to clean data: x = alpha D, alpha = 1, first order
+            return x_0, x_0
+        first_order = last["x_0"] is None or (lower_order_final and step.i == 1 and step.n < 15)
+        x_s = (dpmpp_2m_step(x, x_0, step.alpha_bar_t, step.alpha_bar_s) if first_order else
+               dpmpp_2m_step(x, x_0, step.alpha_bar_t, step.alpha_bar_s, last["x_0"], last["alpha_bar"]))
+        last["x_0"], last["alpha_bar"] = x_0, step.alpha_bar_t
+        return x_s, x_0
+
+    return run_loop(denoiser, x_T, times, update, desc="DPM-Solver++(2M)", callback=callback, progress=progress)
+
+
 def sample_dpmpp_2m(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | None = None, *, cond=None,
                     guidance_scale: float = 1.0, prediction_type: str = "epsilon", spacing: str = "linspace",
                     clip_x0: bool = True, generator: torch.Generator | None = None, callback=None,
@@ -47,44 +98,21 @@ def sample_dpmpp_2m(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: in
 
     Args:
         model: denoiser called as ``model(x_t, t, cond)`` with t (B,) int64 in 0..T-1.
-        x_T: (B, C, H, W) or (B, D) starting noise; its device and dtype are used throughout.
+        x_T: (B, C, H, W) or (B, D) starting noise (moved to the model's device; the samples come back on x_T's).
         schedule: the schedule the model was trained with.
         steps: number of model calls (10-25 is typical); None for all T.
         cond, guidance_scale, prediction_type, spacing, clip_x0, callback, progress: as in ``sample_ddpm``.
         generator: unused (the sampler adds no noise); accepted for the shared signature.
         lower_order_final: with fewer than 15 steps, take the step into the last visited
-            timestep at first order too (diffusers' default). With timesteps evenly spaced
-            in t, that step is a long one in lambda (for the linear schedule from about 1
-            to 4.6 at 10 steps), and extrapolating the x_0 guess across it costs more than
-            it gains: on Gaussian data at 10 steps it cuts the error about 2x (linear)
-            to 5x (cosine).
+            timestep at first order too (diffusers' ``lower_order_final``). With timesteps
+            evenly spaced in t, that step is a long one in lambda (for the linear schedule
+            from about 1 to 4.6 at 10 steps), and extrapolating the x_0 guess across it
+            costs more than it gains.
 
     Returns:
         (B, ...) the samples ``x_0``.
     """
-    check_x_T(x_T)
-    taus = timesteps_for(schedule, steps, spacing)
-    ab = alpha_bars_at(schedule, taus)               # ab[i + 1] at taus[i], ab[0] = 1 (clean)
-    alpha, sigma = ab.sqrt().tolist(), (1 - ab).sqrt().tolist()
-    lam = [math.log(a / s) if s > 0 else math.inf for a, s in zip(alpha, sigma)]     # lambda, +inf at clean
-    x, x_0_prev, h_prev = x_T, None, None
-    with eval_mode(model):
-        for i in tqdm(range(len(taus) - 1, -1, -1), disable=not progress, desc="DPM-Solver++(2M)", leave=False):
-            # step from index i + 1 (timestep taus[i]) to index i (the next visited one, or clean)
-            x_0, _ = predict_x0_eps(model, x, int(taus[i]), float(ab[i + 1]), cond=cond,
-                                    guidance_scale=guidance_scale, prediction_type=prediction_type,
-                                    clip_x0=clip_x0)
-            if i == 0:                                 # to sigma = 0: x = alpha D, alpha = 1, first order
-                x = x_0
-            else:
-                h = lam[i] - lam[i + 1]
-                if x_0_prev is None or (lower_order_final and i == 1 and len(taus) < 15):   # first order
-                    D = x_0
-                else:                                  # extrapolate the x_0 guess from the last two
-                    r = h_prev / h
-                    D = (1 + 1 / (2 * r)) * x_0 - 1 / (2 * r) * x_0_prev
-                x = (sigma[i] / sigma[i + 1]) * x - alpha[i] * math.expm1(-h) * D
-                x_0_prev, h_prev = x_0, h
-            if callback is not None:
-                callback(i, int(taus[i]), x, x_0)
-    return x
+    denoiser, times = vp_setup(model, schedule, steps, spacing, prediction_type=prediction_type, cond=cond,
+                               guidance_scale=guidance_scale, clip_x0=clip_x0)
+    return dpmpp_2m_loop(denoiser, x_T, times, lower_order_final=lower_order_final, callback=callback,
+                         progress=progress)

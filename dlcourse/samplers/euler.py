@@ -11,7 +11,9 @@ with ``D`` the denoiser (the model's x_0 guess). Euler's method takes one step o
 this slope from each visited sigma to the next, down to sigma = 0: the Euler step
 (line 5) of Algorithm 1, without its correction. On the same timesteps it is
 exactly DDIM with eta = 0 (Song et al. 2021, eq. 14). First order: the error
-shrinks like 1 / steps.
+shrinks like 1 / steps. Written for ``x_t`` itself (multiply back by ``sqrt(ab_s)``)::
+
+    x_s = sqrt(ab_s) (x_t / sqrt(ab_t) + (sigma_s - sigma_t) eps_guess)
 """
 
 from __future__ import annotations
@@ -19,15 +21,42 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm.auto import tqdm
 
+from ..parameterization import sigma_from_alpha_bar
 from ..schedules import NoiseSchedule
-from .common import alpha_bars_at, check_x_T, eval_mode, predict_x0_eps
-from ..parameterization import sigma_from_alpha_bar as karras_sigmas
-from .spacing import timesteps_for
+from .common import run_loop, vp_setup
+
+
+def euler_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, alpha_bar_s: float) -> torch.Tensor:
+    """One Euler step of ``dx~/dsigma = eps`` from t to s, written for x_t (notebook 04's exercise).
+
+    Args:
+        x_t: (B, ...) the current sample.
+        eps: (B, ...) the noise guess at (x_t, t), the slope of the ODE.
+        alpha_bar_t: alpha_bar at t.
+        alpha_bar_s: alpha_bar at s (larger); 1.0 for the last step.
+
+    Returns:
+        (B, ...) ``x_s = sqrt(ab_s) (x_t / sqrt(ab_t) + (sigma_s - sigma_t) eps)``, ``sigma = sqrt((1 - ab) / ab)``.
+    """
+    x_tilde = x_t / math.sqrt(alpha_bar_t)                                     # x~ = x_0 + sigma eps
+    x_tilde = x_tilde + (sigma_from_alpha_bar(alpha_bar_s) - sigma_from_alpha_bar(alpha_bar_t)) * eps
+    return math.sqrt(alpha_bar_s) * x_tilde
 
 
 @torch.no_grad()
+def euler_loop(denoiser, x_T: torch.Tensor, times, *, callback=None, progress: bool = True) -> torch.Tensor:
+    """Euler's method on the probability-flow ODE through ``times`` to clean data, with any ``Denoiser``.
+
+    Other arguments as in ``ddim_loop``; deterministic.
+    """
+    def update(x, step):
+        x_0, eps = denoiser(x, step.t)
+        return euler_step(x, eps, step.alpha_bar_t, step.alpha_bar_s), x_0
+
+    return run_loop(denoiser, x_T, times, update, desc="Euler", callback=callback, progress=progress)
+
+
 def sample_euler(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | None = None, *, cond=None,
                  guidance_scale: float = 1.0, prediction_type: str = "epsilon", spacing: str = "linspace",
                  clip_x0: bool = True, generator: torch.Generator | None = None, callback=None,
@@ -36,7 +65,7 @@ def sample_euler(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int |
 
     Args:
         model: denoiser called as ``model(x_t, t, cond)`` with t (B,) int64 in 0..T-1.
-        x_T: (B, C, H, W) or (B, D) starting noise; its device and dtype are used throughout.
+        x_T: (B, C, H, W) or (B, D) starting noise (moved to the model's device; the samples come back on x_T's).
         schedule: the schedule the model was trained with.
         steps: number of model calls; None for all T.
         cond, guidance_scale, prediction_type, spacing, clip_x0, callback, progress: as in ``sample_ddpm``.
@@ -45,18 +74,6 @@ def sample_euler(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int |
     Returns:
         (B, ...) the samples ``x_0``.
     """
-    check_x_T(x_T)
-    taus = timesteps_for(schedule, steps, spacing)
-    ab = alpha_bars_at(schedule, taus)               # ab[i + 1] at taus[i], ab[0] = 1 (clean)
-    sigmas = karras_sigmas(ab).tolist()              # sigmas[0] = 0
-    x = x_T / math.sqrt(ab[-1])                      # x~ = x_t / sqrt(ab)
-    with eval_mode(model):
-        for i in tqdm(range(len(taus) - 1, -1, -1), disable=not progress, desc="Euler", leave=False):
-            ab_t = float(ab[i + 1])
-            x_0, d = predict_x0_eps(model, math.sqrt(ab_t) * x, int(taus[i]), ab_t, cond=cond,
-                                    guidance_scale=guidance_scale, prediction_type=prediction_type,
-                                    clip_x0=clip_x0)                        # d = dx~/dsigma = eps
-            x = x + (sigmas[i] - sigmas[i + 1]) * d
-            if callback is not None:
-                callback(i, int(taus[i]), math.sqrt(ab[i]) * x, x_0)
-    return x
+    denoiser, times = vp_setup(model, schedule, steps, spacing, prediction_type=prediction_type, cond=cond,
+                               guidance_scale=guidance_scale, clip_x0=clip_x0)
+    return euler_loop(denoiser, x_T, times, callback=callback, progress=progress)

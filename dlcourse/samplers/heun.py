@@ -28,18 +28,47 @@ local error of order h^2, so the method stays second order overall.
 
 from __future__ import annotations
 
-import math
-
 import torch
-from tqdm.auto import tqdm
 
 from ..schedules import NoiseSchedule
-from .common import alpha_bars_at, check_x_T, eval_mode, predict_x0_eps
-from ..parameterization import sigma_from_alpha_bar as karras_sigmas
-from .spacing import timesteps_for
+from .common import run_loop, vp_setup
+from .euler import euler_step
+
+
+def heun_step(x_t: torch.Tensor, eps: torch.Tensor, eps_next: torch.Tensor, alpha_bar_t: float,
+              alpha_bar_s: float) -> torch.Tensor:
+    """One Heun step from t to s: the Euler step with the average of the two slopes.
+
+    Args:
+        x_t: (B, ...) the current sample.
+        eps: (B, ...) the noise guess at (x_t, t).
+        eps_next: (B, ...) the noise guess at (the Euler step's x_s, s).
+        alpha_bar_t, alpha_bar_s: alpha_bar at t and at s (larger, below 1).
+
+    Returns:
+        (B, ...) ``x_s = sqrt(ab_s) (x_t / sqrt(ab_t) + (sigma_s - sigma_t) (eps + eps_next) / 2)``.
+    """
+    return euler_step(x_t, (eps + eps_next) / 2, alpha_bar_t, alpha_bar_s)
 
 
 @torch.no_grad()
+def heun_loop(denoiser, x_T: torch.Tensor, times, *, callback=None, progress: bool = True) -> torch.Tensor:
+    """Heun's method through ``times`` to clean data, with any ``Denoiser``; the first and last steps are Euler's.
+
+    Other arguments as in ``ddim_loop``; deterministic. The callback's x_0 guess is the one
+    from the start of the step.
+    """
+    def update(x, step):
+        x_0, eps = denoiser(x, step.t)
+        x_next = euler_step(x, eps, step.alpha_bar_t, step.alpha_bar_s)
+        if step.k > 0 and step.s is not None:                  # not the first step, nor the one to clean data
+            _, eps_next = denoiser(x_next, step.s)
+            x_next = heun_step(x, eps, eps_next, step.alpha_bar_t, step.alpha_bar_s)
+        return x_next, x_0
+
+    return run_loop(denoiser, x_T, times, update, desc="Heun", callback=callback, progress=progress)
+
+
 def sample_heun(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | None = None, *, cond=None,
                 guidance_scale: float = 1.0, prediction_type: str = "epsilon", spacing: str = "linspace",
                 clip_x0: bool = True, generator: torch.Generator | None = None, callback=None,
@@ -48,7 +77,7 @@ def sample_heun(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | 
 
     Args:
         model: denoiser called as ``model(x_t, t, cond)`` with t (B,) int64 in 0..T-1.
-        x_T: (B, C, H, W) or (B, D) starting noise; its device and dtype are used throughout.
+        x_T: (B, C, H, W) or (B, D) starting noise (moved to the model's device; the samples come back on x_T's).
         schedule: the schedule the model was trained with.
         steps: number of steps, visiting ``steps`` timesteps; the model is called
             ``2 steps - 2`` times (once for one step). None for all T.
@@ -59,22 +88,6 @@ def sample_heun(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | 
     Returns:
         (B, ...) the samples ``x_0``.
     """
-    check_x_T(x_T)
-    taus = timesteps_for(schedule, steps, spacing)
-    ab = alpha_bars_at(schedule, taus)               # ab[i + 1] at taus[i], ab[0] = 1 (clean)
-    sigmas = karras_sigmas(ab).tolist()              # sigmas[0] = 0
-    kwargs = dict(cond=cond, guidance_scale=guidance_scale, prediction_type=prediction_type, clip_x0=clip_x0)
-    x = x_T / math.sqrt(ab[-1])                      # x~ = x_t / sqrt(ab)
-    with eval_mode(model):
-        for i in tqdm(range(len(taus) - 1, -1, -1), disable=not progress, desc="Heun", leave=False):
-            ab_t, h = float(ab[i + 1]), sigmas[i] - sigmas[i + 1]
-            x_0, d = predict_x0_eps(model, math.sqrt(ab_t) * x, int(taus[i]), ab_t, **kwargs)
-            x_next = x + h * d                                                  # Euler step
-            if 0 < i < len(taus) - 1:                                           # not the first step, nor the one to sigma = 0
-                ab_s = float(ab[i])
-                _, d_next = predict_x0_eps(model, math.sqrt(ab_s) * x_next, int(taus[i - 1]), ab_s, **kwargs)
-                x_next = x + h * (d + d_next) / 2                               # trapezoidal correction
-            x = x_next
-            if callback is not None:
-                callback(i, int(taus[i]), math.sqrt(ab[i]) * x, x_0)
-    return x
+    denoiser, times = vp_setup(model, schedule, steps, spacing, prediction_type=prediction_type, cond=cond,
+                               guidance_scale=guidance_scale, clip_x0=clip_x0)
+    return heun_loop(denoiser, x_T, times, callback=callback, progress=progress)
