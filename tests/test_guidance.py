@@ -9,9 +9,8 @@ import torch
 
 from dlcourse.data import make_shapes
 from dlcourse.guidance import classifier_free_guidance, drop_labels
-from dlcourse.metrics import GuidancePoint, guidance_sweep
 from dlcourse.judge import load_judge
-from dlcourse.metrics import class_accuracy
+from dlcourse.metrics import GuidancePoint, class_accuracy, guidance_sweep
 from dlcourse.pretrained import load_pretrained
 from dlcourse.samplers import model_output, sample_ddim
 from dlcourse.schedules import get_schedule, linear_schedule
@@ -167,6 +166,33 @@ def test_guidance_makes_the_shipped_model_follow_its_label(cond_model):
     acc = {w: class_accuracy(judge, sample_ddim(model, x_T, schedule, 10, cond=labels, guidance_scale=w,
                                                 progress=False), labels) for w in (0.0, 3.0)}
     assert acc[0.0] < 0.5 and acc[3.0] > 0.9, acc
+
+
+def test_sweep_scores_an_oracle_sampler_as_the_real_data_it_returns():
+    """A known answer: a "sampler" that hands back unseen real images of the requested shape when w >= 1,
+    and an even mix of all four shapes when w = 0. The sweep must then find the real data's figures
+    (the judge's accuracy on real images, log2(6) bits of colour, a spread of about 1, an FD near the
+    floor) at w = 2, and an accuracy of 1/4 at w = 0."""
+    n = 24
+    reference = make_shapes(800, seed=11)
+    unseen = make_shapes(800, seed=12)
+
+    def oracle(model, x_T, schedule, steps, *, cond, guidance_scale, progress):
+        c = int(cond[0])
+        if guidance_scale >= 1:
+            return unseen.images[unseen.labels == c][:n]
+        return torch.cat([unseen.images[unseen.labels == k][:n // 4] for k in range(4)])
+
+    model = torch.nn.Linear(1, 1)
+    model.num_classes = 4
+    points = guidance_sweep(model, linear_schedule(50), load_judge(), reference, [0, 2], n=n, steps=2,
+                            sampler=oracle)
+    mixed, real = points
+    assert real.valid_fraction > 0.95 and real.accuracy > 0.95
+    assert abs(mixed.accuracy - 0.25) < 0.05, "a quarter of an even mix shows the requested shape"
+    assert abs(real.color_bits - math.log2(6)) < 0.4 and abs(real.scale_bits - 1) < 0.15
+    assert 0.7 < real.feature_spread < 1.3
+    assert real.fd < 1.5 * real.fd_floor and mixed.fd > 4 * real.fd, (real, mixed)
 
 
 def test_sweep_on_a_tiny_model_returns_one_point_per_w():
