@@ -124,7 +124,10 @@ def timesteps_for(schedule: NoiseSchedule, steps: int | None = None, spacing: st
     Returns:
         (steps,) int64 tensor of distinct timesteps in 0..T-1. With every spacing
         but "leading" the last one is T-1, so sampling starts from (almost) pure
-        noise, and one step gives [T-1] (NumPy's ``linspace`` would give [0]).
+        noise. One "linspace" step gives [T-1]; diffusers' "linspace" gives [0] there
+        (``np.linspace(0, T-1, 1)`` is its start). [T-1] is the one that generates: a
+        single step from t = 0 would take the starting noise for nearly clean data and
+        return it almost unchanged.
     """
     check_choice("spacing", spacing, SPACINGS)
     T = schedule.T
