@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from .schedules import NoiseSchedule
-from .tensors import expand_like  # noqa: F401  (re-exported: notebooks and parameterization use it here)
+from .tensors import expand_like, noise_like
 from .validation import check_tensor, check_timesteps
 
 
@@ -119,27 +119,26 @@ def corrupt_and_restore(x_0: torch.Tensor, schedule: NoiseSchedule, generator: t
     would do; a network will have to guess ``x_0`` from ``x_t`` alone.
 
     Args:
-        x_0: (B, ...) clean data.
-        generator: optional torch.Generator for reproducible noise.
+        x_0: (B, ...) clean data, on any device.
+        generator: optional torch.Generator for reproducible noise (on the CPU or x_0's
+            device; the noise is drawn on its device and moved to x_0's).
 
     Returns:
-        ``(forward, backward)``, each a (T, B, ...) tensor: ``forward[t]`` is x_t
+        ``(forward, backward)``, each a (T, B, ...) tensor on x_0's device: ``forward[t]`` is x_t
         from the one-step chain, ``backward[t]`` is x_t on the way back from
         ``forward[T-1]`` (``backward[T-1] = forward[T-1]``). The clean x_0 comes
         after backward[0] in the chain.
     """
     check_tensor("x_0", x_0, floating=True)
     T = schedule.T
-    forward = torch.empty((T,) + tuple(x_0.shape), dtype=x_0.dtype)
+    forward = x_0.new_empty((T,) + tuple(x_0.shape))                     # (T, B, ...)
     x = x_0
     for t in range(T):
-        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        x = q_step(x, t, schedule, eps)
+        x = q_step(x, t, schedule, noise_like(x, generator))
         forward[t] = x
     backward = torch.empty_like(forward)
     backward[T - 1] = x
     for t in range(T - 1, 0, -1):
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        x = q_posterior_sample(x, x_0, t, schedule, noise)
+        x = q_posterior_sample(x, x_0, t, schedule, noise_like(x, generator))
         backward[t - 1] = x
     return forward, backward

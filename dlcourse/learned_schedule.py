@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .device import model_device
 from .schedules import NoiseSchedule
 from .validation import check_positive, check_tensor
 
@@ -91,13 +92,14 @@ def vdm_loss(denoiser: nn.Module, schedule: LearnedSchedule, x_0: torch.Tensor,
     Args:
         denoiser: called as ``denoiser(x_t, t)`` with t (B,) in [0, 1]; predicts eps.
         schedule: the learned schedule.
-        x_0: (B, D) clean data.
+        x_0: (B, D) clean data; moved to the denoiser's device (``dlcourse.device.model_device``).
 
     Returns:
-        (B,) loss per sample. Minimise ``.mean()`` for the denoiser and
+        (B,) loss per sample, on the denoiser's device. Minimise ``.mean()`` for the denoiser and
         ``.pow(2).mean()`` for the schedule (see :func:`vdm_step`).
     """
     check_tensor("x_0", x_0, ndim=2, floating=True)
+    x_0 = x_0.to(model_device(denoiser))
     B = x_0.shape[0]
     u = torch.rand((), generator=generator).to(x_0.device)
     t = ((u + torch.arange(B, device=x_0.device) / B) % 1.0).requires_grad_(True)

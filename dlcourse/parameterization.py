@@ -25,8 +25,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .forward import expand_like
+from .device import model_device
 from .schedules import NoiseSchedule
+from .tensors import expand_like
 from .validation import check_choice, check_positive, check_tensor
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
@@ -166,7 +167,8 @@ def diffusion_loss(model, x_0: torch.Tensor, schedule: NoiseSchedule, *, predict
 
     Args:
         model: called as ``model(x_t, t, cond)``, see ``dlcourse.models``.
-        x_0: (B, ...) clean data.
+        x_0: (B, ...) clean data; moved to the model's device (``dlcourse.device.model_device``),
+            with ``cond`` when it is a label tensor.
         schedule: the noise schedule.
         prediction_type: "epsilon", "sample" or "v_prediction".
         cond: conditioning passed through to the model.
@@ -176,10 +178,13 @@ def diffusion_loss(model, x_0: torch.Tensor, schedule: NoiseSchedule, *, predict
             what gamma = 5 buys in a short training run); None for the plain average.
 
     Returns:
-        Scalar loss tensor.
+        Scalar loss tensor, on the model's device.
     """
     check_tensor("x_0", x_0, floating=True)
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    device = model_device(model)
+    x_0 = x_0.to(device)
+    cond = cond.to(device) if isinstance(cond, torch.Tensor) else cond
     B = x_0.shape[0]
     rng_device = generator.device if generator is not None else x_0.device
     t = torch.randint(0, schedule.T, (B,), generator=generator, device=rng_device).to(x_0.device)

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from .validation import check_positive
+from .validation import check_int, check_positive
 
 _CHANNELS = (1, 3)
 
@@ -83,8 +83,7 @@ def image_grid(images, nrow: int = 8, padding: int = 1, pad_value: float = 1.0) 
     """
     x = _as_batch("images", images)
     check_positive("nrow", nrow, integer=True)
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding: expected an int >= 0, got {padding!r}")
+    check_int("padding", padding, minimum=0)
     B, C, H, W = x.shape
     cols = min(nrow, B)
     rows = math.ceil(B / cols)
@@ -180,9 +179,7 @@ def _finish_2d_axes(ax, title: str | None):
 def grid_points(lim: float = 2.5, n: int = 21) -> torch.Tensor:
     """(n * n, 2) points of a square grid over [-lim, lim]^2, row by row (x_1 varies fastest)."""
     check_positive("lim", lim)
-    check_positive("n", n, integer=True)
-    if n < 2:
-        raise ValueError(f"n: expected at least 2 points per side, got {n}")
+    check_int("n", n, minimum=2)                                        # points per side
     side = torch.linspace(-lim, lim, n)
     x_2, x_1 = torch.meshgrid(side, side, indexing="ij")                 # (n, n) each
     return torch.stack([x_1.reshape(-1), x_2.reshape(-1)], dim=1)

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .parameterization import eps_from_score, score_from_eps
-from .samplers.common import eval_mode, noise_like
-from .parameterization import sigma_from_alpha_bar as karras_sigmas
+from .device import model_device
+from .parameterization import eps_from_score, score_from_eps, sigma_from_alpha_bar
 from .samplers.spacing import nearest_timesteps, schedule_sigmas
 from .schedules import NoiseSchedule
-from .validation import check_positive, check_tensor
+from .tensors import eval_mode, noise_like
+from .validation import check_number, check_positive, check_schedule, check_tensor
 
 __all__ = [
     "GaussianMixture", "annealed_langevin", "eight_gaussians_mixture", "eps_from_score", "gaussian_mixture_log_prob",
@@ -141,14 +141,12 @@ class GaussianMixture:
 
     def smoothed(self, sigma: float) -> "GaussianMixture":
         """The law of ``x + sigma z`` (variance exploding): variances ``std_k^2 + sigma^2``."""
-        if not sigma >= 0:
-            raise ValueError(f"sigma: expected a noise level >= 0, got {sigma!r}")
+        sigma = check_number("sigma", sigma, minimum=0)
         return GaussianMixture(self.means, (self.stds ** 2 + sigma ** 2).sqrt(), self.weights)
 
     def noised(self, alpha_bar: float) -> "GaussianMixture":
         """The law of ``x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps`` (variance preserving)."""
-        if not 0 < alpha_bar <= 1:
-            raise ValueError(f"alpha_bar: expected a number in (0, 1], got {alpha_bar!r}")
+        alpha_bar = check_number("alpha_bar", alpha_bar, above=0, maximum=1)
         return GaussianMixture(math.sqrt(alpha_bar) * self.means,
                                (alpha_bar * self.stds ** 2 + 1 - alpha_bar).sqrt(), self.weights)
 
@@ -224,7 +222,7 @@ def langevin(score_fn, x: torch.Tensor, step_size: float, n_steps: int, *, gener
     check_positive("n_steps", n_steps, integer=True)
     with torch.no_grad():
         for k in tqdm(range(n_steps), disable=not progress, desc="Langevin", leave=False):
-            x = langevin_step(x, score_fn(x).to(x.dtype), step_size, noise_like(x, generator))
+            x = langevin_step(x, score_fn(x).to(x), step_size, noise_like(x, generator))
             if callback is not None:
                 callback(k, x)
     return x
@@ -274,7 +272,7 @@ def annealed_langevin(score_fn, x: torch.Tensor, sigmas, step_size: float, steps
             sigma = float(sigmas[i])
             step = step_size * (sigma / sigma_L) ** 2
             for k in range(steps_per_level):
-                x = langevin_step(x, score_fn(x, sigma).to(x.dtype), step, noise_like(x, generator))
+                x = langevin_step(x, score_fn(x, sigma).to(x), step, noise_like(x, generator))
                 if callback is not None:
                     callback(i, k, sigma, x)
     return x
@@ -288,7 +286,7 @@ def noise_levels(schedule: NoiseSchedule, n: int, sigma_max: float, sigma_min: f
     """``n`` of the schedule's own noise levels, close to a geometric sequence, largest first.
 
     In the variance-exploding view, timestep t has noise level ``sigma_t = sqrt((1 - ab_t) / ab_t)``
-    (``karras_sigmas``). This picks, for each of ``n`` values geometrically spaced from
+    (``sigma_from_alpha_bar``). This picks, for each of ``n`` values geometrically spaced from
     ``sigma_max`` to ``sigma_min``, the timestep whose sigma_t is nearest in log, so that
     :func:`model_score` evaluates the model exactly at a level it was trained on.
 
@@ -296,8 +294,7 @@ def noise_levels(schedule: NoiseSchedule, n: int, sigma_max: float, sigma_min: f
         ``(timesteps, sigmas)``: (m,) int64 decreasing and (m,) float64 strictly decreasing,
         m <= n (repeated timesteps are dropped).
     """
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule: expected a NoiseSchedule, got {type(schedule).__name__}")
+    check_schedule("schedule", schedule)
     check_positive("n", n, integer=True)
     check_positive("sigma_min", sigma_min)
     if not sigma_max > sigma_min:
@@ -310,31 +307,36 @@ def noise_levels(schedule: NoiseSchedule, n: int, sigma_max: float, sigma_min: f
 def model_score(model, schedule: NoiseSchedule, *, cond=None):
     """An eps-model read as a score model in the variance-exploding view: ``score_fn(x, sigma)``.
 
-    For ``x = x_t / sqrt(ab_t)`` (data plus noise of standard deviation sigma_t), the score is
-    ``-eps / sigma_t``. ``score_fn`` picks the timestep whose sigma_t is nearest to ``sigma``
-    in log (use :func:`noise_levels` to ask for levels the schedule has), calls the model on
-    ``x_t = sqrt(ab_t) x`` and returns ``-eps / sigma_t``.
+    For ``x = x_t / sqrt(ab_t)`` (data plus noise of standard deviation
+    ``sigma_t = sigma_from_alpha_bar(ab_t)``), the score is ``-eps / sigma_t``. ``score_fn``
+    picks the timestep whose sigma_t is nearest to ``sigma`` in log
+    (``dlcourse.samplers.spacing.nearest_timesteps``; use :func:`noise_levels` to ask for
+    levels the schedule has), calls the model on ``x_t = sqrt(ab_t) x`` and returns
+    ``-eps / sigma_t``.
 
     Args:
         model: ``model(x_t, t, cond)`` predicting eps, trained with ``schedule``.
         schedule: the schedule it was trained with.
-        cond: conditioning passed to the model.
+        cond: conditioning passed to the model (a label tensor is moved to the model's device).
 
     Returns:
         ``score_fn(x, sigma) -> (B, ...)`` for x (B, ...), run without gradients in eval mode.
+        The model runs on its own device (``dlcourse.device.model_device``); the score comes
+        back on x's device, in x's dtype.
     """
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule: expected a NoiseSchedule, got {type(schedule).__name__}")
-    ab_all = schedule.alphas_cumprod.double().cpu()
-    log_sigmas = karras_sigmas(ab_all).log()                              # (T,)
+    check_schedule("schedule", schedule)
+    alphas_cumprod = schedule.alphas_cumprod.double().cpu()                # (T,)
 
     @torch.no_grad()
     def score_fn(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        check_tensor("x", x, floating=True)
         check_positive("sigma", sigma)
-        t = int((log_sigmas - math.log(sigma)).abs().argmin())
-        ab = float(ab_all[t])
+        t = int(nearest_timesteps(schedule, torch.tensor([float(sigma)]))[0])
+        ab = float(alphas_cumprod[t])
+        device = model_device(model)
+        c = cond.to(device) if isinstance(cond, torch.Tensor) else cond
         with eval_mode(model):
-            eps = model(math.sqrt(ab) * x, torch.full((x.shape[0],), t, device=x.device), cond).to(x.dtype)
-        return -eps / math.sqrt((1 - ab) / ab)
+            eps = model((math.sqrt(ab) * x).to(device), torch.full((x.shape[0],), t, device=device), c)
+        return -eps.to(x) / float(sigma_from_alpha_bar(ab))
 
     return score_fn

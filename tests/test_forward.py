@@ -106,6 +106,20 @@ def test_corrupt_and_restore_returns_to_data():
     assert (backward[0] - x_0).abs().max() < 0.1
 
 
+def test_corrupt_and_restore_stays_on_the_device_of_x_0():
+    # x_0 on "meta" (shapes, no data) stands for a GPU tensor: anything made on the CPU fails
+    x_0 = torch.zeros(2, 3, 4, 4, device="meta")
+    for g in (None, torch.Generator().manual_seed(0)):           # noise drawn on x_0's device or the CPU's
+        forward, backward = corrupt_and_restore(x_0, linear_schedule(5), generator=g)
+        assert forward.device == backward.device == x_0.device
+        assert forward.shape == backward.shape == (5, 2, 3, 4, 4)
+    # with a CPU generator the noise, and so the chain, is the same wherever x_0 is
+    x_0 = torch.rand(1, 3, 4, 4, dtype=torch.float64)
+    a = corrupt_and_restore(x_0, linear_schedule(5), generator=torch.Generator().manual_seed(1))
+    eps = torch.randn(x_0.shape, generator=torch.Generator().manual_seed(1), dtype=x_0.dtype)
+    assert torch.equal(a[0][0], q_step(x_0, 0, linear_schedule(5), eps))
+
+
 def test_bad_input_names_the_argument():
     sched = linear_schedule(10)
     x = torch.zeros(2, 3)

@@ -68,6 +68,13 @@ def test_learning_the_schedule_lowers_loss_variance():
     assert learned.mean().item() == pytest.approx(fixed.mean().item(), rel=0.25)
 
 
+def test_vdm_loss_runs_on_the_denoisers_device(meta_probe):
+    # denoiser and schedule on "meta" (as on a GPU), x_0 on the CPU: x_0 must be moved to them
+    denoiser = meta_probe(output=lambda shape: torch.zeros(shape, device="meta"))
+    loss = vdm_loss(denoiser, LearnedSchedule().to("meta"), torch.randn(4, 2))
+    assert loss.device.type == "meta" and loss.shape == (4,) and denoiser.calls == 1
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="log_snr_min"):
         LearnedSchedule(log_snr_min=5.0, log_snr_max=1.0)

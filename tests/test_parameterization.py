@@ -124,6 +124,16 @@ def test_diffusion_loss_is_reproducible_with_a_generator():
     assert a.item() == b.item()
 
 
+@pytest.mark.parametrize("min_snr_gamma", [None, 5.0])
+def test_diffusion_loss_runs_on_the_models_device(meta_probe, min_snr_gamma):
+    # the model lives on "meta" (as a GPU model does for CPU data): x_t, t and the labels must reach it
+    # there, made from x_0 on the CPU and noise from a CPU generator; the loss is where the model is
+    model = meta_probe(output=lambda shape: torch.zeros(shape, device="meta"))
+    loss = diffusion_loss(model, torch.randn(4, 2), linear_schedule(10), cond=torch.tensor([0, 1, 0, 1]),
+                          generator=torch.Generator().manual_seed(0), min_snr_gamma=min_snr_gamma)
+    assert loss.device.type == "meta" and loss.shape == () and model.calls == 1
+
+
 @pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
 def test_min_snr_weighting_matches_an_independent_computation(prediction_type):
     """Min-SNR-gamma (Hang et al. 2023): the weight min(SNR, gamma) of the x_0 error, rewritten for each target.

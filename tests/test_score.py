@@ -206,6 +206,35 @@ def test_model_score_is_the_variance_exploding_score_at_the_schedules_levels():
         assert torch.allclose(score_fn(x, sigma), -(x - mu) / (s ** 2 + sigma ** 2), atol=1e-9)
 
 
+def test_model_score_runs_the_model_on_its_device_and_answers_on_the_callers(meta_probe):
+    # the model lives elsewhere ("meta", as a GPU model does for CPU data): x, t and the labels
+    # must be moved there, and the score come back where x is, in x's dtype
+    schedule = linear_schedule(1000)
+    probe = meta_probe(output=torch.ones)                        # eps = 1
+    score_fn = model_score(probe, schedule, cond=torch.tensor([1, 2, 3]))
+    ts, sigmas = noise_levels(schedule, 3, 5.0, 0.1)
+    x = torch.randn(3, 2, dtype=torch.float64)
+    for sigma in sigmas.tolist():
+        score = score_fn(x, sigma)
+        assert score.device == x.device and score.dtype == torch.float64
+        assert torch.allclose(score, torch.full_like(x, -1 / sigma))    # -eps / sigma_t
+    assert probe.calls == 3
+    # a plain function (no parameters) runs on the CPU, and its score too comes back as x is
+    assert torch.equal(model_score(lambda x_t, t, c: torch.zeros_like(x_t), schedule)(x, 1.0), torch.zeros_like(x))
+
+
+def test_langevin_stays_on_the_device_of_x():
+    # x on "meta" (shapes, no data) stands for a GPU: noise made on the CPU, or a score left
+    # where the score function made it, would meet x there and fail
+    gm = eight_gaussians_mixture()
+    x = torch.zeros(5, 2, device="meta")
+    g = torch.Generator().manual_seed(0)                          # a CPU generator, as notebooks make
+    assert langevin(gm.score, x, 0.01, 2, generator=g, progress=False).device.type == "meta"
+    on_cpu = lambda x, *sigma: torch.zeros(x.shape)                # noqa: E731  a score made on the CPU
+    assert langevin(on_cpu, x, 0.01, 2, progress=False).device.type == "meta"
+    assert annealed_langevin(on_cpu, x, [1.0, 0.5], 0.01, 2, generator=g, progress=False).device.type == "meta"
+
+
 def test_noise_levels_are_the_schedules_nearest_to_a_geometric_sequence():
     schedule = linear_schedule(1000)
     ts, sigmas = noise_levels(schedule, 10, 5.0, 0.01)

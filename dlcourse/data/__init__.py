@@ -6,11 +6,10 @@
 - ``load_mnist``: MNIST / Fashion-MNIST, downloaded only when asked (``download=True``).
 """
 
-from dlcourse.data.download import DownloadError, fetch, load_mnist, read_idx
-from dlcourse.data.photo import load_photo
-from dlcourse.data.shapes import (COLOR_NAMES, POSITION_NAMES, SCALE_NAMES, SHAPE_NAMES,
-                                  ShapesData, ShapesDataset, make_shapes)
-from dlcourse.data.toys import TOY_NAMES, make_toy
+from .download import DownloadError, fetch, load_mnist, read_idx
+from .photo import load_photo
+from .shapes import COLOR_NAMES, POSITION_NAMES, SCALE_NAMES, SHAPE_NAMES, ShapesData, ShapesDataset, make_shapes
+from .toys import TOY_NAMES, make_toy
 
 __all__ = [
     "make_toy", "TOY_NAMES",

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import torch
 
-from dlcourse.validation import check_positive
+from ..validation import check_bool, check_positive
 
 PHOTO_FILE = "grace_hopper.jpg"
 
@@ -40,8 +40,7 @@ def load_photo(size: int = 64, *, gray: bool = False) -> torch.Tensor:
         FileNotFoundError: matplotlib's sample data is not installed.
     """
     check_positive("size", size, integer=True)
-    if not isinstance(gray, bool):
-        raise TypeError(f"gray: expected True or False, got {gray!r}")
+    check_bool("gray", gray)
     from PIL import Image              # Pillow is a dependency of matplotlib
 
     path = _sample_path()

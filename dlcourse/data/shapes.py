@@ -4,7 +4,7 @@ Each image shows one shape (a class label), in one colour, at one of two scales 
 one of nine places, so every image also has an exact caption ("a small red circle at
 the top left") and an edge map of its outline (for ControlNet). Nothing is
 downloaded: the images are drawn with a few array operations, deterministically for a
-seed, and 10,000 of them at 16 x 16 take well under a second.
+seed, and fast enough to make on the fly (``bench/README.md`` has the timing).
 
 Drawing: every shape is a signed distance to its outline (negative inside), evaluated
 on a grid 4 times finer than the image (supersampling). Averaging "is it inside?" over
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dlcourse.validation import check_positive
+from ..validation import check_int, check_positive
 
 SHAPE_NAMES = ("circle", "square", "triangle", "cross")
 COLOR_NAMES = ("red", "green", "blue", "yellow", "magenta", "cyan")
@@ -149,10 +149,8 @@ def make_shapes(n: int, size: int = 16, seed: int = 0) -> ShapesData:
         captions, edge maps and the geometry of each shape.
     """
     check_positive("n", n, integer=True)
-    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 128:
-        raise ValueError(f"size: expected an int from 8 to 128, got {size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {seed!r}")
+    check_int("size", size, minimum=8, maximum=128)
+    check_int("seed", seed)
 
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(len(SHAPE_NAMES), (n,), generator=g)

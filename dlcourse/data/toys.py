@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from dlcourse.validation import check_choice, check_positive
+from ..validation import check_choice, check_int, check_positive
 
 TOY_NAMES = ("two_moons", "swiss_roll", "eight_gaussians", "checkerboard")
 
@@ -93,7 +93,6 @@ def make_toy(name: str, n: int, seed: int = 0) -> torch.Tensor:
     """
     check_choice("name", name, TOY_NAMES)
     check_positive("n", n, integer=True)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {seed!r}")
+    check_int("seed", seed)
     g = torch.Generator().manual_seed(seed)
     return _TOYS[name](n, g).to(torch.float32)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..validation import check_tensor
+from ..validation import check_labels, check_tensor
 
 COND_KEYS = ("label", "context", "context_mask", "down_residuals", "mid_residual")
 
@@ -86,13 +86,7 @@ def parse_cond(cond, batch_size: int, *, num_classes: int | None = None,
     if out.label is not None:
         if num_classes is None:
             raise ValueError("cond['label']: this model was built without num_classes, so it takes no labels")
-        label = check_tensor("cond['label']", out.label, shape=(batch_size,))
-        if label.is_floating_point():
-            raise TypeError(f"cond['label']: expected integer labels, got dtype {label.dtype}")
-        if int(label.min()) < 0 or int(label.max()) > num_classes:
-            raise ValueError(f"cond['label']: expected labels in 0..{num_classes} ({num_classes} = null), "
-                             f"got values from {int(label.min())} to {int(label.max())}")
-        out.label = label.long()
+        out.label = check_labels("cond['label']", out.label, num_classes, n=batch_size).long()
     if out.context is not None:
         if context_dim is None:
             raise ValueError("cond['context']: this model was built without context_dim, so it takes no context")

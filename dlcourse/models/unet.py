@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..validation import check_int
 from .attention import Attention
 from .common import check_model_input, null_labels, parse_cond, register_model
 from .embeddings import TimeEmbedding
@@ -34,11 +35,9 @@ from .embeddings import TimeEmbedding
 class UNetConfig:
     """Hyper-parameters of ``UNet``; the defaults give 0.81M parameters.
 
-    At the defaults a 16x16 RGB batch of 128 trains at about 5.6 steps/s in fp32 on
-    2 CPU cores (Intel Xeon, 2 threads, channels-last memory as ``train`` uses on a CPU;
-    measured while training the shipped ``shapes16_unet``), and ~1.5x faster with bf16
-    autocast on CPUs with native bf16 (measured on an AMD EPYC; see
-    ``dlcourse.device.autocast_dtype``); 32x32 is ~4.5x slower.
+    Small enough to train on a laptop CPU in minutes at 16x16; its training speed on
+    CPUs and a GPU, in fp32 and bf16, at 16 and 32 px, is measured by
+    ``bench/train_speed.py`` and listed in ``bench/README.md``.
 
     Attributes:
         in_channels: C of the images.
@@ -70,14 +69,15 @@ class UNetConfig:
 
     def __post_init__(self):
         self.channel_mults = tuple(self.channel_mults)
-        if not self.channel_mults or any(not isinstance(m, int) or m < 1 for m in self.channel_mults):
-            raise ValueError(f"channel_mults: expected positive ints, got {self.channel_mults}")
+        if not self.channel_mults:
+            raise ValueError("channel_mults: expected at least one level, got ()")
+        for i, m in enumerate(self.channel_mults):
+            check_int(f"channel_mults[{i}]", m, minimum=1)
         for c in (self.base_channels * m for m in self.channel_mults):
             if c % self.groups or c % self.num_heads:
                 raise ValueError(f"groups, num_heads: must divide every level's width, got width {c}, "
                                  f"groups={self.groups}, num_heads={self.num_heads}")
-        if self.num_res_blocks < 1:
-            raise ValueError(f"num_res_blocks: expected at least 1, got {self.num_res_blocks}")
+        check_int("num_res_blocks", self.num_res_blocks, minimum=1)
 
 
 class ResBlock(nn.Module):
