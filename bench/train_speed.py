@@ -1,8 +1,9 @@
 """Training speed of the course's models, and time to good samples from scratch.
 
-    .venv/bin/python bench/train_speed.py                        # both parts, ~20-40 min on 2 CPU cores
+    .venv/bin/python bench/train_speed.py                        # all three parts, ~20-40 min on 2 CPU cores
     .venv/bin/python bench/train_speed.py --skip-time-to-valid   # steps/s only
     .venv/bin/python bench/train_speed.py --device cuda          # on a GPU
+    .venv/bin/python bench/train_speed.py --skip-speed --skip-time-to-valid   # only what "auto" picks
 
 A script, not a test: timings depend on the machine and on whatever else runs on it.
 
@@ -12,7 +13,11 @@ A script, not a test: timings depend on the machine and on whatever else runs on
    call, ``--windows`` calls of ``--window-steps`` steps each are timed; the median of
    their steps/s is reported with the min-max range (a wide range means a busy machine).
 
-2. **Time to >= 90% valid samples** for the 16 px U-Net from scratch: train's loop
+2. **What ``precision="auto"`` picks** for each model and size at batch 128: the choice
+   of ``dlcourse.device.fastest_autocast_dtype`` (one warm-up step, then 3 alternating
+   timed steps of each precision) with the median step times it measured.
+
+3. **Time to >= 90% valid samples** for the 16 px U-Net from scratch: train's loop
    (the same AdamW, clipping, EMA and seed handling, written out so it can pause), in
    chunks of ``--chunk`` steps; after each chunk 64 samples from the EMA weights, DDPM
    with 50 steps, scored by the judge (``dlcourse.judge``). Reports the first chunk at
@@ -34,13 +39,13 @@ import torch
 from torch import nn
 
 from dlcourse.data import make_shapes
-from dlcourse.device import cpu_has_native_bf16, get_device
+from dlcourse.device import cpu_has_native_bf16, get_device, precision_measurements
 from dlcourse.ema import EMA
 from dlcourse.models import DiT, DiTConfig, UNet, UNetConfig
 from dlcourse.parameterization import diffusion_loss
 from dlcourse.samplers import sample_ddpm
 from dlcourse.schedules import cosine_schedule
-from dlcourse.training import resolve_precision, train
+from dlcourse.training import TrainConfig, measure_precision, train
 
 MODELS = {"unet": lambda: UNet(UNetConfig()), "dit": lambda: DiT(DiTConfig())}
 
@@ -72,6 +77,19 @@ def steps_per_second(model_name: str, size: int, precision: str, device, *, warm
                 low=min(rates), high=max(rates), params=sum(p.numel() for p in model.parameters()))
 
 
+def auto_choice(model_name: str, size: int, device) -> dict:
+    """What train(precision="auto") picks for this model at batch 128, and the step times it measured."""
+    torch.manual_seed(0)
+    model = MODELS[model_name]()
+    data = make_shapes(1024, size=size, seed=0).images
+    before = set(precision_measurements())
+    result = train(model, data, cosine_schedule(1000), steps=1, batch_size=128, precision="auto", device=device,
+                   progress=False)
+    new = [v for k, v in precision_measurements().items() if k not in before]
+    medians = {("bf16" if dtype == torch.bfloat16 else "fp32"): s for dtype, s in new[0][1].items()} if new else {}
+    return dict(model=model_name, size=size, chosen=result.precision, seconds_per_step=medians)
+
+
 def time_to_valid(device, precision: str, *, chunk: int, max_steps: int, target: float, n: int = 64,
                   seed: int = 0) -> dict:
     from dlcourse.judge import load_judge
@@ -86,7 +104,12 @@ def time_to_valid(device, precision: str, *, chunk: int, max_steps: int, target:
     # the loop of dlcourse.training.train, paused every `chunk` steps
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda"))
     ema = EMA(model, 0.999)
-    dtype = resolve_precision(precision, device)
+    if precision == "auto":                                       # what train would pick, on one batch
+        x_0 = data[:128].to(device)
+        dtype = measure_precision(model, {"x_0": x_0}, lambda m, b: diffusion_loss(m, b["x_0"], schedule_d),
+                                  TrainConfig(steps=1, device=device))
+    else:
+        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
     autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None
                 else contextlib.nullcontext())
     g = torch.Generator(device=device).manual_seed(seed)
@@ -132,6 +155,8 @@ def main() -> None:
     parser.add_argument("--window-steps", type=int, default=5)
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--sizes", default="16,32", help="image sizes of parts 1 and 2")
+    parser.add_argument("--skip-auto", action="store_true")
     parser.add_argument("--skip-time-to-valid", action="store_true")
     parser.add_argument("--ttv-precision", default="auto", help="precision of part 2 (auto, fp32, bf16)")
     parser.add_argument("--chunk", type=int, default=100)
@@ -140,19 +165,31 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = get_device(args.device)
+    sizes = [int(v) for v in args.sizes.split(",")]
     results = dict(machine=machine(), device=str(device), torch=str(torch.__version__), speed=[])
     print(f"{results['machine']} | {device} | torch {results['torch']}", flush=True)
 
     if not args.skip_speed:
         print("\n| model | params | px | precision | steps/s (median) | range |\n|---|---|---|---|---|---|")
         for model_name in MODELS:
-            for size in (16, 32):
+            for size in sizes:
                 for precision in args.precisions.split(","):
                     r = steps_per_second(model_name, size, precision, device, warmup=args.warmup,
                                          windows=args.windows, window_steps=args.window_steps)
                     results["speed"].append(r)
                     print(f"| {model_name} | {r['params'] / 1e6:.2f}M | {size} | {precision} | {r['median']:.2f} | "
                           f"{r['low']:.2f}-{r['high']:.2f} |", flush=True)
+
+    if not args.skip_auto:
+        print("\n| model | px | auto picks | fp32 ms/step | bf16 ms/step |\n|---|---|---|---|---|")
+        results["auto"] = []
+        for model_name in MODELS:
+            for size in sizes:
+                r = auto_choice(model_name, size, device)
+                results["auto"].append(r)
+                ms = {k: f"{1000 * v:.0f}" for k, v in r["seconds_per_step"].items()}
+                print(f"| {model_name} | {size} | {r['chosen']} | {ms.get('fp32', '-')} | {ms.get('bf16', '-')} |",
+                      flush=True)
 
     if not args.skip_time_to_valid:
         print(f"\ntime to >= 90% valid samples, 16 px U-Net, precision {args.ttv_precision}:", flush=True)

@@ -69,14 +69,15 @@ _measured: dict[Hashable, tuple[torch.dtype | None, dict]] = {}
 
 
 def fastest_autocast_dtype(step: Callable[[torch.dtype | None], None], candidates, key: Hashable, *,
-                           repeats: int = 3) -> torch.dtype | None:
+                           repeats: int = 3, margin: float = 0.05) -> torch.dtype | None:
     """The candidate autocast dtype under which ``step`` runs fastest, measured once per ``key``.
 
     ``step(dtype)`` runs one training step under ``torch.autocast(dtype=dtype)`` (None: fp32)
     and returns when its work is done. Each candidate runs once to warm up (first calls
     allocate and pick kernels), then ``repeats`` times, alternating between candidates so a
-    change in the machine's load falls on both; the one with the smaller median time wins,
-    the first listed on a tie. ``step`` is responsible for leaving the training state as it
+    change in the machine's load falls on both. The first candidate (fp32: the more accurate)
+    is kept unless another's median step time is more than ``margin`` shorter (differences of
+    a few percent are within the noise of a few steps on a shared machine). ``step`` is responsible for leaving the training state as it
     found it (``dlcourse.loop.measure_precision`` does).
 
     Args:
@@ -84,6 +85,7 @@ def fastest_autocast_dtype(step: Callable[[torch.dtype | None], None], candidate
         candidates: the dtypes to compare, e.g. ``(None, torch.bfloat16)``.
         key: what the decision is cached under, e.g. (model class, input shapes, device).
         repeats: timed steps per candidate.
+        margin: how much faster (a fraction) a later candidate must be to replace an earlier one.
 
     Returns:
         The faster dtype (None for fp32). ``precision_measurements()`` holds the timings.
@@ -100,7 +102,10 @@ def fastest_autocast_dtype(step: Callable[[torch.dtype | None], None], candidate
             step(dtype)
             times[dtype].append(time.perf_counter() - start)
     medians = {dtype: statistics.median(ts) for dtype, ts in times.items()}
-    best = min(candidates, key=lambda dtype: medians[dtype])
+    best = candidates[0]
+    for dtype in candidates[1:]:
+        if medians[dtype] < (1 - margin) * medians[best]:
+            best = dtype
     _measured[key] = (best, medians)
     return best
 

@@ -51,7 +51,8 @@ class TrainConfig:
 
     Attributes:
         steps: stop after this many optimiser steps.
-        seconds: stop once this much wall-clock time has passed (checked after each step).
+        seconds: stop once this much wall-clock time has passed (checked after each step;
+            the few steps ``precision="auto"`` times beforehand are not counted).
         lr: AdamW learning rate (the peak one with ``lr_schedule="cosine"``).
         lr_schedule: "constant", or "cosine": ``lr_k = lr (1 + cos(pi k / steps)) / 2`` at step
             k = 0 .. steps - 1, half a cosine from ``lr`` towards 0 (Loshchilov & Hutter 2017,
