@@ -1,10 +1,10 @@
 """Tests of the dlcourse.widgets package as a whole: what it re-exports, how its modules import one another,
 and where the computations that take a model run.
 
-The device tests run on a CPU-only machine: the model's one parameter lives on PyTorch's "meta" device
-(shapes, no data), so ``model_device`` reports a device other than the CPU. The model asserts that its
-inputs arrived there, then answers with zeros on the CPU, as a model on a GPU would after the copy back.
-With CUDA at hand, the same computations run on it and must give what they give on the CPU.
+The device tests run on a CPU-only machine with the ``meta_probe`` model of conftest.py: it lives on
+PyTorch's "meta" device, fails unless its inputs arrive there, and answers on the CPU, as a GPU model's
+answer would come back. With CUDA at hand, the same computations run on it and must give what they give
+on the CPU.
 """
 
 import ast
@@ -82,27 +82,11 @@ def test_the_old_module_paths_are_gone():
 
 # --- where the computations run -----------------------------------------------------------------------
 
-class Elsewhere(nn.Module):
-    """A model whose parameter lives on the meta device: records the devices of its inputs, answers 0 on the CPU."""
-
-    def __init__(self, num_classes=None):
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros((), device="meta"))
-        if num_classes is not None:
-            self.num_classes = num_classes
-        self.devices = []
-
-    def forward(self, x_t, t, cond=None):
-        self.devices.append((x_t.device.type, t.device.type))
-        assert x_t.device.type == t.device.type == "meta", "the input was not moved to the model's device"
-        return torch.zeros(x_t.shape)
-
-
-def test_denoise_strip_feeds_the_model_on_its_device_and_answers_on_the_cpu():
-    model = Elsewhere()
+def test_denoise_strip_feeds_the_model_on_its_device_and_answers_on_the_cpu(meta_probe):
+    model = meta_probe()                                              # lives on "meta", answers eps = 0
     x_0 = torch.rand(3, 4, 4) * 2 - 1
     x_t, guess = W.denoise_strip(model, x_0, SCHEDULE, [10, 60], seed=1)
-    assert model.devices == [("meta", "meta")]
+    assert model.calls == 1
     assert x_t.device.type == guess.device.type == "cpu"
     eps = torch.randn(x_0.shape, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(x_t[1], q_sample(x_0[None], 60, SCHEDULE, eps[None])[0])
@@ -110,7 +94,8 @@ def test_denoise_strip_feeds_the_model_on_its_device_and_answers_on_the_cpu():
 
 
 class FakeSampler:
-    """Stands in for a sampler: records where its inputs are, returns zeros on the CPU."""
+    """Stands in for a sampler (a real one would run on the meta device, whose tensors hold no numbers to bring
+    back): records where its inputs are, returns zeros on the CPU."""
 
     def __init__(self):
         self.seen = {}
@@ -121,19 +106,21 @@ class FakeSampler:
         return torch.zeros(x_T.shape)
 
 
-def test_sampler_preview_puts_the_noise_on_the_models_device(monkeypatch):
+def test_sampler_preview_puts_the_noise_on_the_models_device(monkeypatch, meta_probe):
     fake = FakeSampler()
     monkeypatch.setattr(importlib.import_module("dlcourse.widgets.samplers"), "get_sampler", lambda name: fake)
-    images, _ = W.sampler_preview(Elsewhere(), SCHEDULE, "ddpm", 5, n=2, shape=(3, 4, 4))
+    images, _ = W.sampler_preview(meta_probe(), SCHEDULE, "ddpm", 5, n=2, shape=(3, 4, 4))
     assert fake.seen == {"x_T": "meta", "cond": None, "generator": "cpu"}, "x_T on the model's device, "\
         "the sampler's noise from a CPU generator (the same numbers on every device)"
     assert images.device.type == "cpu" and images.shape == (2, 3, 4, 4)
 
 
-def test_guided_grid_puts_noise_and_labels_on_the_models_device(monkeypatch):
+def test_guided_grid_puts_noise_and_labels_on_the_models_device(monkeypatch, meta_probe):
     fake = FakeSampler()
     monkeypatch.setattr(importlib.import_module("dlcourse.widgets.guidance"), "sample_ddim", fake)
-    x = W.guided_grid(Elsewhere(num_classes=2), SCHEDULE, 1, 2.0, n=3, steps=4, image_shape=(3, 4, 4))
+    model = meta_probe()
+    model.num_classes = 2
+    x = W.guided_grid(model, SCHEDULE, 1, 2.0, n=3, steps=4, image_shape=(3, 4, 4))
     assert fake.seen["x_T"] == fake.seen["cond"] == "meta"
     assert x.device.type == "cpu" and x.shape == (3, 3, 4, 4)
 
