@@ -1,8 +1,8 @@
 """Every public function that takes a model feeds it on the model's device, wherever the caller's tensors are.
 
 A GPU is not needed to catch the bug of notebook 03 on a GPU (noise made on the CPU handed to a model on
-CUDA): ``MetaModel`` lives on PyTorch's "meta" device, a device that is never the CPU, and refuses any
-input that is not there. The functions are called with CPU tensors, as a learner would; each must move
+CUDA): conftest's ``MetaProbe`` lives on PyTorch's "meta" device, a device that is never the CPU, and
+refuses any input that is not there. The functions are called with CPU tensors, as a learner would; each must move
 them (and the noise it draws) to the model's device before the first call. What happens after the first
 call does not matter here (meta tensors hold no values, so computing a figure from them fails); only
 what the model was given.
@@ -15,33 +15,21 @@ from dlcourse.metrics import guidance_sweep
 from dlcourse.samplers import LOOPS, SAMPLERS, VPDenoiser, get_sampler, vp_times
 from dlcourse.schedules import linear_schedule
 
-
-class WrongDevice(AssertionError):
-    pass
+from conftest import MetaProbe
 
 
-class MetaModel(torch.nn.Module):
-    """A denoiser whose only parameter lives on the meta device; it checks where its inputs are."""
-
-    def __init__(self, num_classes=None):
-        super().__init__()
-        self.anchor = torch.nn.Parameter(torch.empty(1, device="meta"))
-        self.num_classes, self.calls = num_classes, 0
-
-    def forward(self, x, t, cond=None):
-        inputs = {"x": x, "t": t, **(cond if isinstance(cond, dict) else {"cond": cond})}
-        for name, value in inputs.items():
-            if isinstance(value, torch.Tensor) and value.device.type != "meta":
-                raise WrongDevice(f"the model lives on 'meta' but got its input {name} on {value.device}")
-        self.calls += 1
-        return torch.empty_like(x)
+def MetaModel(num_classes=None):
+    """conftest's ``MetaProbe`` answering on the meta device, with ``num_classes`` for guidance."""
+    probe = MetaProbe(output=lambda shape: torch.empty(shape, device="meta"))
+    probe.num_classes = num_classes
+    return probe
 
 
 def fed_on_the_models_device(call, model):
     """Run ``call(model)``; fail if the model got a tensor elsewhere, or was never called."""
     try:
         call(model)
-    except WrongDevice:
+    except AssertionError:       # the probe's: an input reached the model on another device
         raise
     except Exception:            # after the first call: computing with meta tensors' (absent) values
         pass
@@ -85,5 +73,5 @@ def test_guidance_sweep_samples_on_the_model_device():
 
 
 def test_the_probe_itself_catches_a_cpu_input():
-    with pytest.raises(WrongDevice, match="input x on cpu"):
+    with pytest.raises(AssertionError, match="x_t reached the model on cpu"):
         MetaModel()(torch.randn(2, 2), torch.zeros(2, dtype=torch.long))

@@ -35,7 +35,6 @@ discrete-time model. The same loops sample a rectified flow::
     x_0 = euler_loop(denoiser, x_T, flow_times(4))
 """
 
-from ..parameterization import sigma_from_alpha_bar as karras_sigmas  # old name, kept for notebook 09 until it moves
 from ..validation import check_choice
 from .common import run_loop
 from .ddim import ddim_loop, ddim_step, sample_ddim
@@ -78,7 +77,7 @@ def get_sampler(name: str):
 __all__ = [
     "Denoiser", "FlowDenoiser", "LOOPS", "SAMPLERS", "SAMPLER_LABELS", "SPACINGS", "VPDenoiser", "ddim_loop",
     "ddim_step", "ddpm_loop", "ddpm_step", "dpmpp_2m_loop", "dpmpp_2m_step", "euler_loop", "euler_step",
-    "flow_times", "get_sampler", "heun_loop", "heun_step", "karras_sigmas", "model_calls", "model_output",
+    "flow_times", "get_sampler", "heun_loop", "heun_step", "model_calls", "model_output",
     "respace", "run_loop", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler", "sample_heun",
     "timesteps_for", "vp_times",
 ]
