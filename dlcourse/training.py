@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from .device import get_device
-from .loop import (PRECISIONS, LR_SCHEDULES, TrainConfig, TrainResult, drop_labels_transform, fit,
-                   measure_precision, move_batch, random_batches)
+from .batches import drop_labels_transform, move_batch, random_batches
+from .loop import LR_SCHEDULES, PRECISIONS, TrainConfig, TrainResult, fit, measure_precision
 from .parameterization import PREDICTION_TYPES, diffusion_loss
 from .schedules import NoiseSchedule
 from .validation import check_choice, check_labels, check_positive, check_probability, check_tensor
