@@ -17,7 +17,7 @@ The learned, VDM-style schedule is in ``dlcourse.learned_schedule``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -84,8 +84,16 @@ class NoiseSchedule:
         return self.log_snr.exp()
 
     def to(self, device) -> "NoiseSchedule":
-        """The same schedule with its tensors on ``device``."""
-        return NoiseSchedule(self.betas.to(device), name=self.name)
+        """The same schedule with every tensor moved to ``device``, values unchanged.
+
+        The tensors are moved, not recomputed: recomputing from the stored float32 betas
+        would lose the float64 precision they were computed with.
+        """
+        moved = object.__new__(NoiseSchedule)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            object.__setattr__(moved, f.name, value.to(device) if isinstance(value, torch.Tensor) else value)
+        return moved
 
     @classmethod
     def from_alphas_cumprod(cls, alphas_cumprod: torch.Tensor, name: str = "custom",

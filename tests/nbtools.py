@@ -93,6 +93,56 @@ def filled(release_nb, source_nb, *, wrong: str | None = None, raising: str | No
     return nb
 
 
+# "about 45 minutes", "10–20 seconds", "4 to 4.5 minutes", "an hour", "a few seconds", "20 s"
+DURATION_RE = re.compile(r"\b(\d+(?:\.\d+)?|an?|a few)(?:\s*(?:–|-|to)\s*(\d+(?:\.\d+)?))?"
+                         r"\s*(seconds?|s|min(?:utes?)?|hours?)\b")
+TIME_RE = re.compile(r"\*\*Time:\*\*(.*?)(?:\n\s*\n|$)", re.S)
+
+
+def minutes(match: re.Match) -> float:
+    """A ``DURATION_RE`` match in minutes, the upper end of a range ("10–20 seconds" -> 1/3)."""
+    low, high, unit = match.groups()
+    value = float(high or {"a": 1, "an": 1, "a few": 3}.get(low, low))
+    return value / 60 if unit.startswith("s") else value * 60 if unit.startswith("h") else value
+
+
+def time_budget(markdown: str) -> tuple[float, float]:
+    """``(learner's minutes, CPU minutes)`` from a first cell's "**Time:**" paragraph.
+
+    The paragraph gives first the learner's time (reading and exercises), then how long running
+    every cell takes on a CPU, e.g. "**Time:** about 45 minutes of reading and exercises. Running
+    every cell takes about 2 minutes on a 2-core CPU". Raises AssertionError saying what is missing.
+    """
+    found = TIME_RE.search(markdown)
+    assert found, 'no "**Time:**" paragraph saying how long the notebook takes'
+    text = " ".join(found.group(1).split())
+    durations = list(DURATION_RE.finditer(text))
+    assert len(durations) >= 2, f"the time paragraph should give the learner's time and the CPU's, got: {text!r}"
+    assert "reading" in text[durations[0].end():durations[1].start()], \
+        f"the first time given should be the learner's (reading and exercises), got: {text!r}"
+    assert "CPU" in text[durations[1].start():], f"the second time given should be on a CPU, got: {text!r}"
+    return minutes(durations[0]), minutes(durations[1])
+
+
+def reports_success(test_source: str) -> bool:
+    """True if the visible part of a graded test cell checks something and then ends with ``passed(...)``.
+
+    The visible part is what a learner sees: the cell without its hidden tests. Its last
+    top-level statement must call ``passed``, after at least one ``assert`` or ``check_...`` call.
+    """
+    body = ast.parse(HIDDEN_RE.sub("", test_source)).body
+    if not body:
+        return False
+    last = body[-1]
+    ends_with_passed = (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+                        and isinstance(last.value.func, ast.Name) and last.value.func.id == "passed")
+    checks = any(isinstance(node, ast.Assert)
+                 or (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", ""))
+                     .startswith("check"))
+                 for stmt in body[:-1] for node in ast.walk(stmt))
+    return ends_with_passed and checks
+
+
 def run(cmd: list[str], cwd: Path, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = dict(nbgrader_env(), **(env or {}))
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)

@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import re
 import struct
 
 import numpy as np
@@ -179,8 +180,25 @@ def test_load_mnist_all_mirrors_down(tmp_path, monkeypatch, fake_server):
 
 
 def test_checksum_table_is_complete():
+    digests = []
     for kind in download.BASE_URLS:
+        assert set(download.SHA256[kind]) == {name for names in download.FILES.values() for name in names}
         for names in download.FILES.values():
             for name in names:
                 digest = download.SHA256[kind][name]
-                assert len(digest) == 64 and int(digest, 16) >= 0
+                assert re.fullmatch(r"[0-9a-f]{64}", digest), f"{kind}/{name}: {digest!r} is not a SHA-256 digest"
+                digests.append(digest)
+    assert len(set(digests)) == len(digests), "two files with one digest: a digest was pasted twice"
+
+
+def test_fetch_checks_the_bytes_against_a_published_digest(tmp_path):
+    # FIPS 180-2, appendix B.1: SHA-256("abc"); computed here by nobody, so a digest of the
+    # wrong bytes (a header, a partial chunk, an empty file) cannot agree with it
+    src = tmp_path / "abc.bin"
+    src.write_bytes(b"abc")
+    abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert fetch(src.as_uri(), abc.upper(), tmp_path / "copy.bin").read_bytes() == b"abc"
+    src.write_bytes(b"abd")
+    with pytest.raises(ValueError, match="wrong SHA-256"):
+        fetch(src.as_uri(), abc, tmp_path / "other.bin")
+    assert not (tmp_path / "other.bin").exists()

@@ -6,7 +6,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from nbtools import ROOT, SOLUTIONS, HIDDEN_RE, exercises, is_graded_test, is_solution, nbgrader_meta
+from nbtools import (ROOT, SOLUTIONS, HIDDEN_RE, exercises, is_graded_test, is_solution, nbgrader_meta,
+                     reports_success, time_budget)
 
 pytestmark = pytest.mark.notebooks
 
@@ -31,13 +32,44 @@ def test_exercise_structure(path):
         assert tests, f"exercise {solution_id} has no graded test cell after it"
     for cell in nb.cells:
         if is_graded_test(cell):
-            assert HIDDEN_RE.search(cell.source), f"{nbgrader_meta(cell)['grade_id']} has no hidden tests"
-            assert "passed(" in cell.source or "print(" in cell.source, "a visible test should report success"
+            grade_id = nbgrader_meta(cell)["grade_id"]
+            assert HIDDEN_RE.search(cell.source), f"{grade_id} has no hidden tests"
+            assert reports_success(cell.source), \
+                f"{grade_id}: the visible part should check something and end with passed(...)"
         if is_solution(cell):
             assert "### BEGIN SOLUTION" in cell.source
         assert not cell.get("outputs"), "source notebooks are stored without outputs"
-    first = nb.cells[0].source.lower()
-    assert "minute" in first, "the first cell says how long the notebook takes"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_first_cell_states_the_goals_and_the_time_it_takes(path):
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "markdown", "the notebook opens with its introduction"
+    assert "you will" in first.source.lower(), "the first cell says what the learner will be able to do"
+    learner, cpu = time_budget(first.source)
+    assert 5 <= learner <= 120, f"the learner's time should be 5 minutes to 2 hours, got {learner:g} minutes"
+    assert 0 < cpu <= learner, f"running every cell ({cpu:g} min) should fit in the learner's time ({learner:g} min)"
+
+
+def test_the_structure_checks_reject_what_they_should():
+    # the checks above must be able to fail: each of these is a plausible slip
+    good = "**Time:** about 45 minutes of reading and exercises. Running every cell takes 2 minutes on a 2-core CPU."
+    assert time_budget(good) == (45, 2)
+    assert time_budget("**Time:** about an hour of reading. The code runs in 10–20 seconds on a CPU.") == (60, 1 / 3)
+    for bad in ("Train a 3-minute model, then read for a minute.",                       # no Time paragraph
+                "**Time:** about 45 minutes of reading and exercises.",                 # no CPU time
+                "**Time:** running takes 2 minutes on a CPU, then 45 minutes of reading.",  # in the wrong order
+                "**Time:** about 45 minutes of reading. Running takes 2 minutes on a GPU."):  # not on a CPU
+        with pytest.raises(AssertionError):
+            time_budget(bad)
+    check = "check_close('f', f(1), 2)\n"
+    hidden = "### BEGIN HIDDEN TESTS\nassert f(2) == 4\n### END HIDDEN TESTS\n"
+    assert reports_success(check + "passed('f')\n" + hidden)
+    assert not reports_success(check + hidden + "# print(f(1))\n")              # a comment reports nothing
+    assert not reports_success(check + "### BEGIN HIDDEN TESTS\npassed('f')\n### END HIDDEN TESTS\n")
+    assert not reports_success("passed('f')\n")                                   # checks nothing
+    assert not reports_success(check + "if f(1) == 2:\n    passed('f')\n")       # not always reached
+    assert not reports_success(check + "passed('f')\nassert f(3) == 6\n")        # reports before it has checked
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)

@@ -100,7 +100,25 @@ def test_bad_input_names_the_argument():
         shift_schedule(linear_schedule(10), -1.0)
 
 
-def test_get_schedule_and_to():
+def test_get_schedule():
     assert torch.equal(get_schedule("cosine", 100).betas, cosine_schedule(100).betas)
-    s = linear_schedule(10).to("cpu")
-    assert s.betas.device.type == "cpu"
+    assert torch.equal(get_schedule("linear", 100).betas, linear_schedule(100).betas)
+
+
+TENSORS = ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "log_snr", "posterior_variance",
+           "posterior_mean_coef1", "posterior_mean_coef2")
+
+
+def test_to_moves_every_tensor_and_keeps_values_and_name():
+    s = shift_schedule(cosine_schedule(1000), 2.0)
+    # "meta" stands for another device (a GPU): every tensor must go there, and the name come along
+    meta = s.to("meta")
+    assert isinstance(meta, NoiseSchedule) and meta.name == s.name and meta.T == s.T
+    for name in TENSORS:
+        assert getattr(meta, name).device.type == "meta", name
+        assert getattr(meta, name).shape == getattr(s, name).shape, name
+    # moved, not recomputed: exactly the same numbers (recomputing from the float32 betas would differ)
+    back = s.to(torch.device("cpu"))
+    for name in TENSORS:
+        assert torch.equal(getattr(back, name), getattr(s, name)), name
+    assert back.name == s.name

@@ -219,7 +219,7 @@ def test_model_score_runs_the_model_on_its_device_and_answers_on_the_callers(met
         assert score.device == x.device and score.dtype == torch.float64
         assert torch.allclose(score, torch.full_like(x, -1 / sigma))    # -eps / sigma_t
     assert probe.calls == 3
-    # a plain function (no parameters) runs on the CPU, and its score too comes back as x is
+    # a plain function (no parameters) runs on the CPU; its score too comes back on x's device
     assert torch.equal(model_score(lambda x_t, t, c: torch.zeros_like(x_t), schedule)(x, 1.0), torch.zeros_like(x))
 
 
