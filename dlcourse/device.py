@@ -1,8 +1,8 @@
 """Where tensors live (CUDA, then Apple MPS, then CPU, chosen automatically), and which
 precision trains faster there.
 
-bf16 autocast is not faster everywhere a CPU can compute it natively: on an Intel Xeon
-with AMX-BF16 it sped up the course's U-Net and slowed down its DiT (``bench/README.md``).
+bf16 autocast is not faster everywhere a CPU can compute it natively: on the same CPU it
+can speed up the course's U-Net and slow down its DiT (``bench/train_speed.py`` measures both).
 So the automatic choice is measured: ``fastest_autocast_dtype`` times a few training steps
 in each candidate precision and keeps the faster, once per model, input shape and device.
 """
@@ -77,8 +77,9 @@ def fastest_autocast_dtype(step: Callable[[torch.dtype | None], None], candidate
     allocate and pick kernels), then ``repeats`` times, alternating between candidates so a
     change in the machine's load falls on both. The first candidate (fp32: the more accurate)
     is kept unless another's median step time is more than ``margin`` shorter (differences of
-    a few percent are within the noise of a few steps on a shared machine). ``step`` is responsible for leaving the training state as it
-    found it (``dlcourse.loop.measure_precision`` does).
+    a few percent are within the noise of a few steps on a shared machine). ``step`` is
+    responsible for leaving the training state as it found it (``dlcourse.loop.measure_precision``
+    does).
 
     Args:
         step: runs one step in the given precision.

@@ -120,9 +120,9 @@ def scale_for_device(batch_size: int, lr: float, device=None) -> tuple[int, floa
     """The batch size and learning rate to train with on ``device``, given those chosen for a CPU.
 
     On a GPU the course's small models are limited by kernel launches, not arithmetic: one
-    step costs about the same at batch 128 and at 2,048 (U-Net, 16 px, H200: 40, 46 and 39
-    steps/s at 128, 512 and 2,048; 11 at 8,192). So the same minutes see many more images
-    with a bigger batch. The rule on CUDA:
+    step of the 16 px U-Net costs about the same from batch 128 to 2,048 and several times
+    more at 8,192 (``bench/train_speed.py --device cuda``). So the same minutes see many more
+    images with a bigger batch. The rule on CUDA:
 
         batch = min(16 * batch_size, max(batch_size, 2048))
         lr    = lr * sqrt(batch / batch_size)
