@@ -1,14 +1,49 @@
 """dlcourse: the building blocks of the diffusion course, as small tested modules.
 
-Learn to denoise, and you learn to generate. Each module holds one concept:
+Learn to denoise, and you learn to generate. Each module holds one concept; in course order:
 
-- ``dlcourse.schedules``: noise schedules (linear, cosine, shifted)
+The forward process (notebooks 01-02)
+- ``dlcourse.schedules``: noise schedules as precomputed tensors (linear, cosine, shifted)
 - ``dlcourse.learned_schedule``: a VDM-style learned monotone log-SNR schedule
-- ``dlcourse.forward``: the forward process and its exact posterior
+- ``dlcourse.forward``: the forward process q(x_t | x_0) and its exact posterior
+
+Learning to denoise (notebook 03)
+- ``dlcourse.parameterization``: eps, x_0, v and score, the conversions, and the training loss
+- ``dlcourse.models``: the MLP, U-Net and DiT denoisers, one call signature, a model registry
+- ``dlcourse.loop``: a training loop that takes any loss
+- ``dlcourse.batches``: where the loop's batches come from, and transforms such as label dropout
+- ``dlcourse.training``: denoiser training on that loop
+- ``dlcourse.ema``: the exponential moving average of the weights
+- ``dlcourse.checkpoints``: saving and loading models, atomically and checked by SHA-256
+- ``dlcourse.pretrained``: the trained models that ship with the course
+
+Sampling and guidance (notebooks 04-05)
+- ``dlcourse.samplers``: DDPM, DDIM, Euler, Heun, DPM-Solver++(2M) over one denoiser interface
+- ``dlcourse.guidance``: classifier-free guidance
+
+The score view (notebook 09)
+- ``dlcourse.score``: exact scores of Gaussian mixtures, Langevin and annealed Langevin
+
+Measuring (notebooks 03-05)
+- ``dlcourse.judge``: a small CNN that says whether a shapes image is real, and what it shows
+- ``dlcourse.metrics``: Frechet and energy distances, baselines, the guidance sweep
+
+Data, figures and exercises
 - ``dlcourse.data``: 2-D toys, the procedural shapes set, a photograph, MNIST on request
-- ``dlcourse.plotting`` and ``dlcourse.widgets``: figures and interactive explorers
+- ``dlcourse.plotting``: image grids, 2-D scatter plots, vector fields
+- ``dlcourse.widgets``: the interactive explorers, one module per notebook
 - ``dlcourse.checks``: friendly checks used by the exercises' test cells
-- ``dlcourse.device`` and ``dlcourse.fast``: device choice and fast mode
+
+Shared helpers
+- ``dlcourse.device``: the device (CUDA, then MPS, then CPU) and the precision
+- ``dlcourse.fast``: fast mode for tests and grading
+- ``dlcourse.tensors``: broadcasting, seeded noise, eval mode
+- ``dlcourse.validation``: argument checks whose errors name the argument
+- ``dlcourse.files``: a file's SHA-256, atomic writes, the asset folder
+
+Tools the Makefile runs
+- ``dlcourse.release``: generates the student notebooks from the solutions (nbgrader)
+- ``dlcourse.workspace``: copies the notebooks into a working folder, never over a learner's work
 """
 
 from .device import get_device

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import dlcourse.judge as judge_module
-from dlcourse.checkpoints import sha256_file
+from dlcourse.files import sha256_file
 from dlcourse.data import SHAPE_NAMES, make_shapes
 from dlcourse.judge import Judge, JudgeNet, load_judge, make_impostors, train_judge
 from dlcourse.metrics import (attribute_entropy, blend, class_accuracy, color_noise, frechet_distance,
@@ -133,3 +133,14 @@ def test_training_runs_and_makes_every_impostor_kind():
     assert isinstance(j, Judge) and j.info["steps"] == 2 and not j.net.training
     with pytest.raises(ValueError, match="square RGB"):
         j.predict(torch.zeros(2, 3, 16, 8))
+
+
+def test_judge_answers_on_the_device_of_its_images():
+    # images on "meta" (shapes, no data) stand for a GPU's: the network follows them there, so every
+    # answer is where the images are (a fresh network: moving to meta drops its weights)
+    judge = Judge(JudgeNet())
+    out = judge.predict(torch.zeros(2, 3, 32, 32, device="meta"))
+    assert {k: (v.device.type, tuple(v.shape)) for k, v in out.items()} == {
+        "shape_probs": ("meta", (2, 4)), "color_probs": ("meta", (2, 6)), "scale_probs": ("meta", (2, 2)),
+        "valid_prob": ("meta", (2,)), "valid": ("meta", (2,))}
+    assert judge.features(torch.zeros(3, 3, 16, 16, device="meta")).shape == (3, 128)

@@ -31,3 +31,23 @@ def test_ci_calls_the_readme_test_command():
 def test_torch_is_pinned_where_it_is_installed():
     assert "torch==2.13.0" in (ROOT / "Makefile").read_text()
     assert "torch==2.13.0" in (ROOT / "environment.yml").read_text()
+
+
+def test_the_package_index_lists_every_module_once():
+    import pkgutil
+
+    import dlcourse
+
+    modules = {m.name for m in pkgutil.iter_modules(dlcourse.__path__)}
+    listed = re.findall(r"^- ``dlcourse\.(\w+)``", dlcourse.__doc__, re.M)
+    assert len(listed) == len(set(listed)), "a module is listed twice in dlcourse/__init__.py's docstring"
+    assert set(listed) == modules, (f"dlcourse/__init__.py's index: missing {sorted(modules - set(listed))}, "
+                                    f"no longer there {sorted(set(listed) - modules)}")
+
+
+def test_the_package_imports_itself_relatively():
+    # one import style inside the package: `from .x import y`, never `from dlcourse.x import y`
+    offenders = [f"{path.relative_to(ROOT)}:{i}" for path in sorted((ROOT / "dlcourse").rglob("*.py"))
+                 for i, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.match(r"\s*(from|import) dlcourse\b", line)]
+    assert not offenders, f"absolute imports of dlcourse inside the package: {offenders}"
