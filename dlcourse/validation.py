@@ -133,10 +133,13 @@ def check_probability(name: str, value) -> float:
 
 
 def check_schedule(name: str, schedule):
-    """Check that ``schedule`` is a ``NoiseSchedule`` (``linear_schedule(1000)``, ``cosine_schedule(1000)``)."""
-    from .schedules import NoiseSchedule           # schedules imports this module
+    """Check that ``schedule`` is a ``NoiseSchedule`` (``linear_schedule(1000)``, ``cosine_schedule(1000)``).
 
-    if not isinstance(schedule, NoiseSchedule):
+    The class is recognised by its qualified name in the value's class hierarchy, so this ground
+    floor needs no import of ``dlcourse.schedules``, which is built on it.
+    """
+    if not any(f"{c.__module__}.{c.__qualname__}" == "dlcourse.schedules.NoiseSchedule"
+               for c in type(schedule).__mro__):
         raise TypeError(f"{name}: expected a NoiseSchedule (e.g. cosine_schedule(1000)), "
                         f"got {type(schedule).__name__}")
     return schedule
