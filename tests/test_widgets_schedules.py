@@ -20,23 +20,7 @@ from dlcourse.widgets import (SKIPPED, collect_schedules, schedule_curves, sched
                               schedule_figure)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_env(monkeypatch):
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    monkeypatch.delenv("DLCOURSE_FAST", raising=False)
-    yield
-    plt.close("all")
-
-
-def make_image(size=32):
-    """A smooth colour image with an edge: (3, size, size) in [-1, 1]."""
-    u = torch.linspace(-1, 1, size)
-    yy, xx = torch.meshgrid(u, u, indexing="ij")
-    disc = ((xx - 0.2) ** 2 + (yy + 0.1) ** 2 < 0.3).float()
-    return torch.stack([xx * 0.8, yy * 0.6, disc * 1.6 - 0.8]).clamp(-1, 1)
-
-
-X0 = make_image()
+from test_widgets_forward import X0, _quiet_env, make_image  # noqa: E402,F401  (the fixture is autouse)
 
 
 # --- schedule_curves and collect_schedules -------------------------------------------------
