@@ -7,6 +7,10 @@ With ``x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps`` (``ab`` = alpha_bar_t), knowing
     "sample"        the clean data x_0
     "v_prediction"  the velocity v = sqrt(ab) eps - sqrt(1 - ab) x_0 (Salimans & Ho 2022)
 
+A rectified flow ``x_t = (1 - t) x_0 + t eps`` predicts its own velocity ``eps - x_0``
+(``flow_to_x0_eps``). ``sigma_from_alpha_bar`` and ``half_log_snr`` give a noise level's
+variance-exploding sigma and DPM-Solver's lambda.
+
 (the names are diffusers' ``prediction_type`` values). The score of the noised
 data is a fourth view: ``grad log p(x_t) = -eps / sqrt(1 - ab)`` (Song et al. 2021).
 
@@ -27,7 +31,7 @@ import torch.nn.functional as F
 
 from .device import model_device
 from .schedules import NoiseSchedule
-from .tensors import expand_like
+from .tensors import expand_like, to_device
 from .validation import check_choice, check_positive, check_tensor
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
@@ -127,6 +131,35 @@ def to_x0_eps(model_output: torch.Tensor, x_t: torch.Tensor, alpha_bar, predicti
     return x0_from_v(x_t, v, alpha_bar), eps_from_v(x_t, v, alpha_bar)
 
 
+FLOW_PREDICTION_TYPES = ("velocity", "epsilon", "sample")
+
+
+def flow_to_x0_eps(model_output: torch.Tensor, x_t: torch.Tensor, t: float, prediction_type: str = "velocity"):
+    """Read a rectified-flow model's output as ``(x_0, eps)``, for ``x_t = (1 - t) x_0 + t eps``.
+
+    With the velocity ``v = dx_t/dt = eps - x_0`` (Liu et al. 2023; Lipman et al. 2023):
+    ``x_0 = x_t - t v`` and ``eps = x_t + (1 - t) v``. Unchecked: the samplers' denoiser
+    (``dlcourse.samplers.FlowDenoiser``) checks once, then calls this at every step.
+
+    Args:
+        model_output: (B, ...) what the model returned.
+        x_t: (B, ...) its input.
+        t: the flow time in (0, 1) (a number: every example at the same time).
+        prediction_type: "velocity", "epsilon" or "sample".
+
+    Returns:
+        ``(x_0, eps)``, each (B, ...).
+    """
+    if prediction_type == "velocity":
+        v = model_output
+        return x_t - t * v, x_t + (1 - t) * v
+    if prediction_type == "epsilon":
+        eps = model_output
+        return (x_t - t * eps) / (1 - t), eps
+    x_0 = model_output
+    return x_0, (x_t - (1 - t) * x_0) / t
+
+
 def prediction_target(x_0: torch.Tensor, eps: torch.Tensor, alpha_bar, prediction_type: str = "epsilon"):
     """What a model of ``prediction_type`` should output for this ``(x_0, eps)``: (B, ...)."""
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
@@ -184,7 +217,7 @@ def diffusion_loss(model, x_0: torch.Tensor, schedule: NoiseSchedule, *, predict
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     device = model_device(model)
     x_0 = x_0.to(device)
-    cond = cond.to(device) if isinstance(cond, torch.Tensor) else cond
+    cond = to_device(cond, device)
     B = x_0.shape[0]
     rng_device = generator.device if generator is not None else x_0.device
     t = torch.randint(0, schedule.T, (B,), generator=generator, device=rng_device).to(x_0.device)

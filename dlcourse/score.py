@@ -36,7 +36,7 @@ from .device import model_device
 from .parameterization import eps_from_score, score_from_eps, sigma_from_alpha_bar
 from .samplers.spacing import nearest_timesteps, schedule_sigmas
 from .schedules import NoiseSchedule
-from .tensors import eval_mode, noise_like
+from .tensors import eval_mode, noise_like, to_device
 from .validation import check_number, check_positive, check_schedule, check_tensor
 
 __all__ = [
@@ -334,7 +334,7 @@ def model_score(model, schedule: NoiseSchedule, *, cond=None):
         t = int(nearest_timesteps(schedule, torch.tensor([float(sigma)]))[0])
         ab = float(alphas_cumprod[t])
         device = model_device(model)
-        c = cond.to(device) if isinstance(cond, torch.Tensor) else cond
+        c = to_device(cond, device)
         with eval_mode(model):
             eps = model((math.sqrt(ab) * x).to(device), torch.full((x.shape[0],), t, device=device), c)
         return -eps.to(x) / float(sigma_from_alpha_bar(ab))

@@ -4,6 +4,7 @@
     noise_like(x, generator)         N(0, I) shaped like x, on x's device
     seeded_noise(shape, seed, ...)   N(0, I) drawn on the CPU from a seed: the same numbers on every device
     eval_mode(model)                 a context manager: eval() inside, the old mode restored after
+    to_device(cond, device)          a tensor, a dict of tensors (or None) moved to device
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ def seeded_noise(shape, seed: int, *, device=None, dtype: torch.dtype = torch.fl
     """
     x = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(seed), dtype=dtype)
     return x if device is None else x.to(device)
+
+
+def to_device(value, device):
+    """``value`` moved to ``device``: a tensor, a dict whose tensor values move (a model's ``cond``), or
+    anything else (None, a list of prompts) unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in value.items()}
+    return value
 
 
 @contextlib.contextmanager

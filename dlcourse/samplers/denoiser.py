@@ -36,23 +36,15 @@ import torch
 
 from ..device import model_device
 from ..guidance import classifier_free_guidance
-from ..parameterization import PREDICTION_TYPES, eps_from_v, eps_from_x0, x0_from_eps, x0_from_v
+from ..parameterization import (FLOW_PREDICTION_TYPES, PREDICTION_TYPES, eps_from_v, eps_from_x0, flow_to_x0_eps,
+                                x0_from_eps, x0_from_v)
 from ..schedules import NoiseSchedule
+from ..tensors import to_device
 from ..validation import check_choice, check_number, check_schedule, check_tensor
 
-FLOW_PREDICTION_TYPES = ("velocity", "epsilon", "sample")
 # A flow's x at t = 1 is pure noise: no step written with eps can recover x_0 from it (ab = 0).
 # Sampling starts just below, where ab is about 1e-6 (the cosine schedule's last step has 2.5e-9).
 FLOW_T_MAX = 0.999
-
-
-def _to_device(cond, device: torch.device):
-    """``cond`` (None, a tensor, or a dict of tensors) on ``device``."""
-    if isinstance(cond, torch.Tensor):
-        return cond.to(device)
-    if isinstance(cond, dict):
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
-    return cond
 
 
 def _stack_with_null(model, cond, B: int):
@@ -131,7 +123,7 @@ class Denoiser:
         self.model = model
         self.device = model_device(model)
         self.prediction_type = prediction_type
-        self.cond = _to_device(cond, self.device)
+        self.cond = to_device(cond, self.device)
         self.guidance_scale = check_number("guidance_scale", guidance_scale)
         self.clip_x0 = bool(clip_x0)
         self._checked = False
@@ -223,14 +215,7 @@ class FlowDenoiser(Denoiser):
     def _read(self, x, t, ab):
         t = float(t)
         x_t = self.scale(t) * x                                       # the flow's own x_t
-        out = self.output(x_t, t * self.time_scale)
-        if self.prediction_type == "velocity":                        # x_0 = x_t - t v, eps = x_t + (1 - t) v
-            x_0, eps = x_t - t * out, x_t + (1 - t) * out
-        elif self.prediction_type == "epsilon":
-            x_0, eps = (x_t - t * out) / (1 - t), out
-        else:
-            x_0, eps = out, (x_t - (1 - t) * out) / t
-        return x_0, eps
+        return flow_to_x0_eps(self.output(x_t, t * self.time_scale), x_t, t, self.prediction_type)
 
 
 def flow_times(steps: int, *, shift: float = 1.0, t_max: float = FLOW_T_MAX) -> list[float]:
