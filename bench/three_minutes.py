@@ -41,7 +41,7 @@ from torch import nn
 
 from dlcourse.data import make_shapes
 from dlcourse.ema import EMA
-from dlcourse.forward import expand_like
+from dlcourse.tensors import expand_like
 from dlcourse.judge import load_judge
 from dlcourse.metrics import quality_report
 from dlcourse.models import UNet, UNetConfig
