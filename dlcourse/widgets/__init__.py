@@ -8,6 +8,7 @@ tested on its own; one module per notebook:
     denoise     (03)  denoise_preview, denoise_strip -> denoise_explorer   the model's guess of x_0 at each t
     samplers    (04)  sampler_preview -> sampler_explorer                  sampler, steps and spacing, timed
     guidance    (05)  guided_grid -> guidance_explorer                     the guidance scale w, slid
+    latent      (06)  latent_interpolation -> latent_explorer              pixel against latent interpolation
     score       (09)  score_frames, score_frame_png -> score_explorer      the score field over noise levels
 
 What they share lives in ``_base``: a computation that takes a model runs it on the model's
@@ -22,6 +23,7 @@ from ._base import SKIPPED, png_bytes, show
 from .denoise import denoise_explorer, denoise_preview, denoise_strip
 from .forward import Frame, ForwardReverseFrames, forward_reverse_frames, forward_reverse_player
 from .guidance import guidance_explorer, guided_grid
+from .latent import Interpolation, latent_explorer, latent_interpolation
 from .samplers import sampler_explorer, sampler_preview
 from .schedules import collect_schedules, schedule_curves, schedule_explorer, schedule_figure
 from .score import ScoreFrame, score_explorer, score_frame_png, score_frames
@@ -33,5 +35,6 @@ __all__ = [
     "denoise_explorer", "denoise_preview", "denoise_strip",
     "sampler_explorer", "sampler_preview",
     "guidance_explorer", "guided_grid",
+    "Interpolation", "latent_explorer", "latent_interpolation",
     "ScoreFrame", "score_explorer", "score_frame_png", "score_frames",
 ]
