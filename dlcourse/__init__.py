@@ -9,7 +9,7 @@ The forward process (notebooks 01-02)
 
 Learning to denoise (notebook 03)
 - ``dlcourse.parameterization``: eps, x_0, v and score, the conversions, and the training loss
-- ``dlcourse.models``: the MLP, U-Net and DiT denoisers, one call signature, a model registry
+- ``dlcourse.models``: the MLP, U-Net and DiT denoisers, one call signature, a model registry; the VAE (notebook 06)
 - ``dlcourse.loop``: a training loop that takes any loss
 - ``dlcourse.batches``: where the loop's batches come from, and transforms such as label dropout
 - ``dlcourse.training``: denoiser training on that loop
@@ -20,6 +20,10 @@ Learning to denoise (notebook 03)
 Sampling and guidance (notebooks 04-05)
 - ``dlcourse.samplers``: DDPM, DDIM, Euler, Heun, DPM-Solver++(2M) over one denoiser interface
 - ``dlcourse.guidance``: classifier-free guidance
+
+Latent diffusion (notebook 06)
+- ``dlcourse.latent``: diffusion in the latent space of a small VAE (``dlcourse.models.VAE``):
+  the VAE's loss, the latent scale factor, encoding, the latent training loss, generation
 
 The score view (notebook 09)
 - ``dlcourse.score``: exact scores of Gaussian mixtures, Langevin and annealed Langevin
