@@ -239,7 +239,8 @@ def test_shipped_latent_model_makes_valid_images():
     from dlcourse.judge import load_judge
     from dlcourse.schedules import get_schedule
 
-    if not all(pretrained.pretrained_path(n).is_file() for n in ("vae_shapes32", "latent_shapes32_unet")):
+    names = ("vae_shapes32", "latent_shapes32_unet")
+    if not all(n in pretrained.PRETRAINED and pretrained.pretrained_path(n).is_file() for n in names):
         pytest.skip("the latent checkpoints are not in dlcourse/assets (scripts/train_latent.py trains them)")
     vae, vae_info = pretrained.load_pretrained("vae_shapes32", device="cpu")
     model, info = pretrained.load_pretrained("latent_shapes32_unet", device="cpu")

@@ -86,7 +86,7 @@ def test_bad_inputs_name_what_was_expected():
 # --- the shipped VAE -------------------------------------------------------------------------------------
 
 def shipped_or_skip(name):
-    if not pretrained.pretrained_path(name).is_file():
+    if name not in pretrained.PRETRAINED or not pretrained.pretrained_path(name).is_file():
         pytest.skip(f"{name} not in dlcourse/assets (train it: {pretrained.PRETRAINED[name].command})")
     return pretrained.load_pretrained(name, device="cpu")
 
