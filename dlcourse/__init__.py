@@ -25,6 +25,10 @@ Latent diffusion (notebook 06)
 - ``dlcourse.latent``: diffusion in the latent space of a small VAE (``dlcourse.models.VAE``):
   the VAE's loss, the latent scale factor, encoding, the latent training loss, generation
 
+Few-step generation (notebook 08)
+- ``dlcourse.rectified_flow``: flow matching (uniform or SD3's logit-normal t), sampling and paths with the
+  shared samplers, straightness, reflow pairs
+
 The score view (notebook 09)
 - ``dlcourse.score``: exact scores of Gaussian mixtures, Langevin and annealed Langevin
 
