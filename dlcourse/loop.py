@@ -225,7 +225,9 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
     model.to(device, memory_format=memory_format).train()
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("model: expected some parameters with requires_grad=True, got none to train")
+        raise ValueError("model: expected some parameters with requires_grad=True, got none to train "
+                         "(an EMA copy, TrainResult.ema_model, is frozen: call .requires_grad_(True) on it, "
+                         "or on a copy, to train it further)")
     optimizer = _optimizer(params, config, device)
     dtype = {"fp32": None, "bf16": torch.bfloat16}.get(config.precision)
     steps, ema, losses, pending, done, interrupted = config.steps, None, [], [], 0, False
