@@ -294,6 +294,12 @@ def generate(model, vae, schedule: NoiseSchedule, scale: float, n: int, *, steps
     are those of pixel space (``dlcourse.samplers``), with ``clip_x0=False`` (latents are not in
     [-1, 1]); one network call per step on a latent 12x smaller than the image, and one decoder call at the end.
 
+    Without clipping, the x_0 guess of an *epsilon* model at the noisiest step is
+    ``(z - sqrt(1 - ab) eps) / sqrt(ab)``: with the cosine schedule (sqrt(ab) = 5e-5 at t = T-1) any
+    error in eps is multiplied by 20,000, and the samples blow up (measured in ``bench/README.md``).
+    Pixel space hides this with ``clip_x0``; in latent space train with ``prediction_type="v_prediction"``
+    (the guess is then ``sqrt(ab) z - sqrt(1 - ab) v``), or with the linear schedule.
+
     Args:
         model: the latent denoiser, trained on ``encode(vae, ..., scale)`` latents with ``schedule``.
         vae: the ``dlcourse.models.VAE`` it was trained with.
