@@ -7,6 +7,7 @@ leave room for other builds. The full measurements (512 images) are printed by
 """
 
 import hashlib
+from pathlib import Path
 import shutil
 
 import pytest
@@ -45,12 +46,15 @@ def sample(name, n, cond=None, seed=EVAL_SEED):
 
 
 def test_registry_pins_every_shipped_file():
-    assert list_pretrained() == ["toy2d_mlp", "shapes16_unet", "shapes16_unet_cond"]
+    assert list_pretrained() == ["toy2d_mlp", "shapes16_unet", "shapes16_unet_cond", "vae_shapes32"]
     total = 0
     for name, entry in PRETRAINED.items():
         path = pretrained.ASSET_DIR / entry.filename
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256, name
-        assert entry.command == f"python scripts/train_checkpoints.py {name}" and entry.description
+        python, script, arg = entry.command.split()
+        assert python == "python" and arg == name and entry.description, name
+        assert script in ("scripts/train_checkpoints.py", "scripts/train_latent.py"), name
+        assert (Path(__file__).resolve().parent.parent / script).is_file(), script
         total += path.stat().st_size
     total += sum(p.stat().st_size for p in pretrained.ASSET_DIR.glob("judge_*.pt"))
     assert total <= 20e6                                         # the package stays small
