@@ -183,8 +183,13 @@ def train_one(name: str, precision: str | None, threads: int | None, device, sta
                  precision=result.precision, device=result.device, threads=torch.get_num_threads(),
                  seconds=round(seconds, 1), trained_steps=done, final_loss=round(sum(tail) / len(tail), 5),
                  torch_version=str(torch.__version__), command=PRETRAINED[name].command, **provenance)
+    save(name, ema, config, extra)
+
+
+def save(name: str, model, config: dict, extra: dict) -> None:
+    """Write the shipped checkpoint ``name`` and print its digest, to paste into dlcourse/pretrained.py."""
     path = ASSET_DIR / PRETRAINED[name].filename
-    digest = save_checkpoint(path, ema, config, extra=extra)
+    digest = save_checkpoint(path, model, config, extra=extra)
     print(f"[{name}] saved {path} ({path.stat().st_size / 1e6:.2f} MB)\n[{name}] SHA-256 {digest}\n"
           f"[{name}] paste it into PRETRAINED[{name!r}] in dlcourse/pretrained.py", flush=True)
 

@@ -38,15 +38,16 @@ from dataclasses import dataclass, field
 import torch
 
 from dlcourse.batches import random_batches
-from dlcourse.checkpoints import model_config, save_checkpoint, sha256_file
+from dlcourse.checkpoints import model_config
 from dlcourse.data import make_shapes
 from dlcourse.device import get_device
 from dlcourse.latent import decode, encode, generate, latent_scale_factor, vae_loss
 from dlcourse.loop import TrainConfig, fit
 from dlcourse.models import VAE, UNet, UNetConfig, VAEConfig
-from dlcourse.pretrained import ASSET_DIR, PRETRAINED, load_pretrained
+from dlcourse.pretrained import PRETRAINED
 from dlcourse.schedules import get_schedule
 from dlcourse.training import train
+from train_checkpoints import load_unchecked, save   # scripts/ is on sys.path when this script runs
 
 IMAGE_SIZE = 32
 EVAL_SEED = 1                       # shapes seed the training never used (it uses seed 0)
@@ -154,27 +155,6 @@ def train_latent_unet(name: str, r: LatentRecipe, device) -> None:
                  seconds=round(result.seconds, 1), final_loss=round(sum(tail) / len(tail), 6),
                  torch_version=str(torch.__version__), command=PRETRAINED[name].command)
     save(name, ema, config, extra)
-
-
-def save(name, model, config, extra) -> None:
-    path = ASSET_DIR / PRETRAINED[name].filename
-    digest = save_checkpoint(path, model, config, extra=extra)
-    print(f"[{name}] saved {path} ({path.stat().st_size / 1e6:.2f} MB)\n[{name}] SHA-256 {digest}\n"
-          f"[{name}] paste it into PRETRAINED[{name!r}] in dlcourse/pretrained.py", flush=True)
-
-
-def load_unchecked(name: str):
-    """The checkpoint just written, before its digest is pasted into pretrained.py."""
-    import dlcourse.pretrained as pretrained
-    entry = PRETRAINED[name]
-    digest = sha256_file(ASSET_DIR / entry.filename)
-    if digest != entry.sha256:
-        print(f"[{name}] note: the file's digest {digest[:12]}... is not the one in pretrained.py yet")
-        pretrained.PRETRAINED[name] = dataclasses.replace(entry, sha256=digest)
-    try:
-        return load_pretrained(name, device="cpu")
-    finally:
-        pretrained.PRETRAINED[name] = entry
 
 
 def kept_attributes(judge, x: torch.Tensor, data) -> dict:

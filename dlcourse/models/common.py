@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..validation import check_labels, check_tensor
+from ..validation import check_int, check_labels, check_tensor
 
 COND_KEYS = ("label", "context", "context_mask", "down_residuals", "mid_residual")
 
@@ -137,6 +137,16 @@ def check_model_input(x, t, *, name: str = "x_t", ndim: int, channels: int,
 
 
 MODELS: dict[str, type] = {}
+
+
+def check_channel_mults(channel_mults) -> tuple:
+    """A config's ``channel_mults`` as a tuple of ints >= 1, one per resolution level (at least one)."""
+    channel_mults = tuple(channel_mults)
+    if not channel_mults:
+        raise ValueError("channel_mults: expected at least one level, got ()")
+    for i, m in enumerate(channel_mults):
+        check_int(f"channel_mults[{i}]", m, minimum=1)
+    return channel_mults
 
 
 def register_model(cls: type) -> type:

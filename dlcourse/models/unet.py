@@ -27,7 +27,7 @@ from torch import nn
 
 from ..validation import check_int
 from .attention import Attention
-from .common import check_model_input, null_labels, parse_cond, register_model
+from .common import check_channel_mults, check_model_input, null_labels, parse_cond, register_model
 from .embeddings import TimeEmbedding
 
 
@@ -68,11 +68,7 @@ class UNetConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        self.channel_mults = tuple(self.channel_mults)
-        if not self.channel_mults:
-            raise ValueError("channel_mults: expected at least one level, got ()")
-        for i, m in enumerate(self.channel_mults):
-            check_int(f"channel_mults[{i}]", m, minimum=1)
+        self.channel_mults = check_channel_mults(self.channel_mults)
         for c in (self.base_channels * m for m in self.channel_mults):
             if c % self.groups or c % self.num_heads:
                 raise ValueError(f"groups, num_heads: must divide every level's width, got width {c}, "

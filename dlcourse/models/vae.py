@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..validation import check_int, check_tensor
-from .common import register_model
+from .common import check_channel_mults, register_model
 
 LOGVAR_RANGE = (-30.0, 20.0)            # clamped as in Stable Diffusion's autoencoder, so exp() stays finite
 
@@ -58,11 +58,7 @@ class VAEConfig:
     image_size: int = 32
 
     def __post_init__(self):
-        self.channel_mults = tuple(self.channel_mults)
-        if not self.channel_mults:
-            raise ValueError("channel_mults: expected at least one level, got ()")
-        for i, m in enumerate(self.channel_mults):
-            check_int(f"channel_mults[{i}]", m, minimum=1)
+        self.channel_mults = check_channel_mults(self.channel_mults)
         check_int("image_channels", self.image_channels, minimum=1)
         check_int("latent_channels", self.latent_channels, minimum=1)
         check_int("num_res_blocks", self.num_res_blocks, minimum=1)
