@@ -13,11 +13,12 @@ Both spaces train with ``dlcourse.training.train`` (AdamW, gradient clipping at 
 warm-up, channels-last on a CPU), on the same 20,000 images of ``make_shapes(size=32, seed=0)``:
 
 - latent: the images are encoded once with the shipped VAE (``vae_shapes32``; ``dlcourse.latent.encode``,
-  the means times its scale factor) and a U-Net with 4 input channels learns the 4x8x8 latents;
-  samples come from ``dlcourse.latent.generate`` (sampler in latent space, then the decoder).
-- pixel: notebook 03's recipe at 32 px: the default ``UNet`` (0.81M), batch 32, min-SNR-5 weighting.
+  the means times its scale factor) and a U-Net with 4 input channels (``base_channels=32,
+  channel_mults=(1, 2)``, 0.55M) learns the 4x8x8 latents: batch 64, v-prediction, min-SNR-5
+  weighting; samples come from ``dlcourse.latent.generate`` (sampler in latent space, then the decoder).
+- pixel: notebook 03's recipe at 32 px: the default ``UNet`` (0.81M), batch 32, epsilon, min-SNR-5.
 
-Quality: ``--n`` samples (DPM-Solver++(2M), 20 steps unless ``--sampler``/``--sample-steps``) scored
+Quality: ``--n`` samples per sampler (``--samplers``: DPM-Solver++(2M) with 20 steps, DDPM with 100) scored
 by the 16 px judge (it area-downsamples 32 px images) with ``quality_report``: valid fraction, Frechet
 distance in the judge's features against real images (seed 1) and the real-vs-real floor at the same n.
 ``speed`` reports training steps per second (median of ``--windows`` windows after a warm-up) and,
@@ -41,7 +42,6 @@ from dlcourse.judge import load_judge
 from dlcourse.latent import compression_factor, decode, encode, generate
 from dlcourse.metrics import frechet_distance, quality_report
 from dlcourse.models import UNet, UNetConfig
-from dlcourse.parameterization import diffusion_loss
 from dlcourse.pretrained import load_pretrained
 from dlcourse.samplers import SAMPLERS, model_calls
 from dlcourse.schedules import cosine_schedule
@@ -49,8 +49,8 @@ from dlcourse.tensors import seeded_noise
 from dlcourse.training import train
 
 SIZE, N_TRAIN, T = 32, 20_000, 1000
-DEFAULTS = {"latent": dict(base=32, mults="1,2", batch=128, lr=1e-3, min_snr=0.0),
-            "pixel": dict(base=32, mults="1,2,2", batch=32, lr=1e-3, min_snr=5.0)}
+DEFAULTS = {"latent": dict(base=32, mults="1,2", batch=64, lr=1e-3, min_snr=5.0, pred="v_prediction"),
+            "pixel": dict(base=32, mults="1,2,2", batch=32, lr=1e-3, min_snr=5.0, pred="epsilon")}
 
 
 def load() -> str:
@@ -82,7 +82,7 @@ def build(args) -> UNet:
 
 def recipe(args) -> str:
     return (f"{args.space}: UNet base={args.base} mults={args.mults} res={args.res_blocks}, batch {args.batch}, "
-            f"lr {args.lr:g}, EMA {args.ema}, {args.pred}, min-SNR {args.min_snr or 'off'}, {args.precision}, "
+            f"lr {args.lr:g} ({args.lr_schedule}), EMA {args.ema}, {args.pred}, min-SNR {args.min_snr or 'off'}, {args.precision}, "
             f"{args.threads} thread(s)")
 
 
@@ -95,14 +95,21 @@ def training_data(args, vae=None, scale=None):
     return data, time.perf_counter() - start
 
 
-def sample(args, model, schedule, n, vae=None, scale=None, seed=1):
-    """n images (n, 3, 32, 32) from ``model`` with ``--sampler`` and ``--sample-steps``."""
+def sample(args, model, schedule, n, vae=None, scale=None, seed=1, sampler=None, steps=None):
+    """n images (n, 3, 32, 32) from ``model`` with ``sampler`` and ``steps`` (default: the first of ``--samplers``)."""
+    if sampler is None:
+        sampler, steps = samplers(args)[0]
     if args.space == "latent":
-        return generate(model, vae, schedule, scale, n, steps=args.sample_steps, sampler=args.sampler,
-                        prediction_type=args.pred, seed=seed)
+        return generate(model, vae, schedule, scale, n, steps=steps, sampler=sampler, prediction_type=args.pred,
+                        seed=seed)
     x_T = seeded_noise((n, 3, SIZE, SIZE), seed)
-    return SAMPLERS[args.sampler](model, x_T, schedule, args.sample_steps, prediction_type=args.pred,
-                                  generator=torch.Generator().manual_seed(seed + 1), progress=False)
+    return SAMPLERS[sampler](model, x_T, schedule, steps, prediction_type=args.pred,
+                             generator=torch.Generator().manual_seed(seed + 1), progress=False)
+
+
+def samplers(args) -> list[tuple[str, int]]:
+    """``--samplers "dpmpp_2m:20,ddpm:100"`` as [("dpmpp_2m", 20), ("ddpm", 100)]."""
+    return [(name, int(steps)) for name, steps in (item.split(":") for item in args.samplers.split(","))]
 
 
 def quality(args) -> dict:
@@ -116,67 +123,68 @@ def quality(args) -> dict:
     for steps in sorted(int(s) for s in args.steps.split(",")):       # one run per budget, from scratch
         model = build(args)
         result = train(model, data, schedule, steps=steps, batch_size=args.batch, lr=args.lr,
-                       prediction_type=args.pred, ema_decay=args.ema, precision=args.precision, seed=args.seed,
+                       lr_schedule=args.lr_schedule, prediction_type=args.pred, ema_decay=args.ema, precision=args.precision, seed=args.seed,
                        min_snr_gamma=args.min_snr or None, device="cpu", progress=False)
-        start = time.perf_counter()
-        x = sample(args, result.ema_model, schedule, args.n, vae, scale)
-        sample_s = time.perf_counter() - start
-        report = quality_report(judge, x, reference, seed=1)
         row = dict(steps=steps, images=steps * args.batch, train_s=round(result.seconds, 1),
-                   steps_per_s=round(result.steps_per_second, 2), precision=result.precision,
-                   valid=report.valid_fraction, fd=round(report.fd, 2), fd_floor=round(report.fd_floor, 2),
-                   noise_fd=round(report.noise_fd, 1), sample_s=round(sample_s, 1), load=load())
+                   steps_per_s=round(result.steps_per_second, 2), precision=result.precision, load=load())
+        line = (f"  {steps:6d} steps ({row['images']:,} images) in {row['train_s']:.0f} s "
+                f"({row['steps_per_s']:.2f} steps/s, {row['precision']})")
+        for sampler, sample_steps in samplers(args):
+            start = time.perf_counter()
+            x = sample(args, result.ema_model, schedule, args.n, vae, scale, sampler=sampler, steps=sample_steps)
+            sample_s = time.perf_counter() - start
+            report = quality_report(judge, x, reference, seed=1)
+            row[f"{sampler}-{sample_steps}"] = dict(valid=report.valid_fraction, fd=round(report.fd, 2),
+                                                    fd_floor=round(report.fd_floor, 2),
+                                                    noise_fd=round(report.noise_fd, 1), sample_s=round(sample_s, 1))
+            line += (f" | {sampler}-{sample_steps} ({sample_s:.1f} s for {args.n}): valid {report.valid_fraction:.3f}, "
+                     f"FD {report.fd:.2f} (floor {report.fd_floor:.2f}, x{report.fd / report.fd_floor:.2f}; "
+                     f"noise {report.noise_fd:.0f})")
         rows.append(row)
-        print(f"  {steps:6d} steps ({row['images']:,} images) in {row['train_s']:.0f} s "
-              f"({row['steps_per_s']:.2f} steps/s, {row['precision']}) | {args.n} samples "
-              f"{args.sampler}-{args.sample_steps} in {sample_s:.1f} s: valid {report.valid_fraction:.3f}, "
-              f"FD {report.fd:.2f} (floor {report.fd_floor:.2f}, ratio {report.fd / report.fd_floor:.2f}; "
-              f"noise {report.noise_fd:.0f}) | {load()}", flush=True)
+        print(line + f" | {load()}", flush=True)
     return dict(recipe=recipe(args), prep_s=round(prep_s, 1), checks=rows)
 
 
 def speed(args) -> dict:
-    """Training steps/s of both spaces' recipes, then time per sample (network calls and wall time)."""
-    torch.manual_seed(0)
+    """Training steps/s of both spaces' recipes with 1 and 2 threads, the time to encode the training
+    set, and the time per sample (network calls and wall time, batches of 100)."""
     schedule = cosine_schedule(T)
     vae, scale = get_vae(args)
-    out, before = {}, load()
-    for space in ("latent", "pixel"):
-        a = fill(argparse.Namespace(**{**vars(args), "space": space, **{k: None for k in DEFAULTS[space]}}))
-        data, prep_s = training_data(a, vae, scale)
-        model = build(a)
-        rates = []
-        for window in range(args.windows + 1):                         # window 0: warm-up
-            result = train(model, data[:4096], schedule, steps=args.window_steps, batch_size=a.batch, lr=a.lr,
-                           prediction_type=a.pred, ema_decay=a.ema, precision=a.precision,
-                           min_snr_gamma=a.min_snr or None, device="cpu", progress=False)
-            model = result.model
-            if window:
-                rates.append(result.steps_per_second)
-        # sampling: a batch of 100, --sample-steps of --sampler; time per image, network calls per image
+    out, before = {"load_before": load()}, load()
+    images = make_shapes(N_TRAIN, size=SIZE, seed=0).images
+    for threads in (int(t) for t in args.thread_list.split(",")):
+        torch.set_num_threads(threads)
         start = time.perf_counter()
-        sample(a, result.ema_model, schedule, 100, vae, scale)
-        per_sample = (time.perf_counter() - start) / 100
-        x = torch.randn(100, *((4, 8, 8) if space == "latent" else (3, SIZE, SIZE)))
-        with torch.no_grad():
-            net = result.ema_model.eval()
-            t0 = time.perf_counter()
-            for _ in range(5):
-                net(x, torch.full((100,), 500))
-            call_s = (time.perf_counter() - t0) / 5
-        out[space] = dict(recipe=recipe(a), params=sum(p.numel() for p in model.parameters()),
-                          data_prep_s=round(prep_s, 1), steps_per_s=round(statistics.median(rates), 2),
-                          range=[round(min(rates), 2), round(max(rates), 2)],
-                          calls_per_sample=model_calls(a.sampler, a.sample_steps),
-                          ms_per_sample=round(1000 * per_sample, 2), ms_per_call_batch100=round(1000 * call_s, 1))
-        print(f"{space}: {out[space]}", flush=True)
-    if vae is not None:
-        z = torch.randn(100, *vae.latent_shape)
-        t0 = time.perf_counter()
-        decode(vae, z, scale)
-        out["decode_ms_per_image"] = round(1000 * (time.perf_counter() - t0) / 100, 3)
+        latents = encode(vae, images, scale)                             # (N, 4, 8, 8)
+        row = {"encode_s": round(time.perf_counter() - start, 1)}
+        for space in ("latent", "pixel"):
+            a = fill(argparse.Namespace(**{**vars(args), "space": space, **{k: None for k in DEFAULTS[space]}}))
+            sampler, sample_steps = samplers(a)[0]
+            data = latents if space == "latent" else images
+            model, rates = build(a), []
+            for window in range(args.windows + 1):                     # window 0: warm-up
+                result = train(model, data, schedule, steps=args.window_steps, batch_size=a.batch, lr=a.lr,
+                               prediction_type=a.pred, ema_decay=a.ema, precision=a.precision,
+                               min_snr_gamma=a.min_snr or None, device="cpu", progress=False)
+                model = result.model
+                if window:
+                    rates.append(result.steps_per_second)
+            start = time.perf_counter()                                 # a batch of 100 samples
+            sample(a, result.ema_model, schedule, 100, vae, scale)
+            per_sample = (time.perf_counter() - start) / 100
+            row[space] = dict(recipe=recipe(a), params=sum(p.numel() for p in model.parameters()),
+                              steps_per_s=round(statistics.median(rates), 2),
+                              range=[round(min(rates), 2), round(max(rates), 2)],
+                              sampler=f"{sampler}-{sample_steps}", calls_per_sample=model_calls(sampler, sample_steps),
+                              ms_per_sample=round(1000 * per_sample, 2), load=load())
+            print(f"{threads} thread(s) {space}: {row[space]}", flush=True)
+        start = time.perf_counter()
+        decode(vae, torch.randn(100, *vae.latent_shape), scale)
+        row["decode_ms_per_image"] = round(1000 * (time.perf_counter() - start) / 100, 3)
+        print(f"{threads} thread(s): encoding {N_TRAIN} images {row['encode_s']} s, decoding "
+              f"{row['decode_ms_per_image']} ms per image | {load()}", flush=True)
+        out[f"threads_{threads}"] = row
     out["load"] = f"{before} -> {load()}"
-    print(json.dumps({k: v for k, v in out.items() if k not in ("latent", "pixel")}), flush=True)
     return out
 
 
@@ -212,17 +220,20 @@ def main() -> None:
     parser.add_argument("--res-blocks", type=int, default=1)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                        help="quality: cosine decays the learning rate to 0 over each run's steps")
     parser.add_argument("--ema", type=float, default=0.999)
-    parser.add_argument("--pred", default="epsilon")
+    parser.add_argument("--pred", default=None, choices=("epsilon", "sample", "v_prediction"))
     parser.add_argument("--min-snr", type=float, default=None, help="gamma of min-SNR weighting, 0 = off")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n", type=int, default=500, help="samples judged per check")
-    parser.add_argument("--sampler", default="dpmpp_2m", choices=tuple(SAMPLERS))
-    parser.add_argument("--sample-steps", type=int, default=20)
+    parser.add_argument("--samplers", default="dpmpp_2m:20,ddpm:100",
+                        help="name:steps, comma-separated: each scores its own samples (speed times the first)")
     parser.add_argument("--windows", type=int, default=3, help="speed: timed windows")
     parser.add_argument("--window-steps", type=int, default=30, help="speed: steps per window")
+    parser.add_argument("--thread-list", default="1,2", help="speed: thread counts to time")
     parser.add_argument("--vae", default=None, help="a VAE checkpoint instead of the shipped vae_shapes32")
     parser.add_argument("--scale", type=float, default=None, help="its latent scale factor (with --vae)")
     parser.add_argument("--json", default=None, help="also write the results here")

@@ -76,6 +76,12 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "KL-regularised VAE, 32x32x3 shapes -> 4x8x8 latents (12x fewer numbers); info has its "
            "scale_factor and beta; reconstructions keep shape, colour and scale for >= 99% of held-out images",
            script="train_latent"),
+    _entry("latent_shapes32_unet",
+           "e80629784898b53c6cbace2bad1beae358a39186af52b15c303062a671eda832",
+           "U-Net (1.23M) on the scaled 4x8x8 latents of vae_shapes32, cosine T=1000, v-prediction; info has "
+           "the scale_factor; sample with clip_x0=False and decode (dlcourse.latent.generate); >= 95% valid "
+           "and FD within 3x the real-vs-real floor with DPM-Solver++(2M) at 20 steps",
+           script="train_latent"),
 )}
 
 

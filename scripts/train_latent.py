@@ -95,7 +95,9 @@ class LatentRecipe:
 
 RECIPES = {
     "vae_shapes32": VAERecipe(config=dict(base_channels=16, channel_mults=(1, 2, 4), groups=8), steps=1200, threads=1),
-    "latent_shapes32_unet": LatentRecipe(config=dict(in_channels=4, base_channels=64, channel_mults=(1, 2))),
+    "latent_shapes32_unet": LatentRecipe(config=dict(in_channels=4, base_channels=48, channel_mults=(1, 2)),
+                                         prediction_type="v_prediction", min_snr_gamma=5.0, steps=15_000,
+                                         batch_size=64, threads=1),
 }
 
 
