@@ -1,0 +1,20 @@
+"""Conditioning a denoiser on text (notebook 07).
+
+- ``Tokenizer``: captions to word ids and a padding mask; the empty prompt is the token ``<empty>``.
+- ``TextEncoder``, ``ImageEncoder``, ``CLIP``, ``clip_loss``, ``train_clip``, ``retrieval_top1``:
+  a small CLIP, trained contrastively on (image, caption) pairs (``text_encoder.py``).
+- ``cross_attention``, ``CrossAttention``, ``SpatialCrossAttention``, ``attention_maps``: image
+  tokens query text tokens, padding masked (``cross_attention.py``).
+"""
+
+from .cross_attention import CrossAttention, SpatialCrossAttention, attention_maps, cross_attention
+from .text_encoder import (CLIP, ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig, TextEncoding,
+                           caption_batches, clip_loss, retrieval_top1, train_clip)
+from .tokenizer import Tokenizer
+
+__all__ = [
+    "Tokenizer",
+    "TextEncoder", "TextEncoderConfig", "TextEncoding", "ImageEncoder", "ImageEncoderConfig", "CLIP",
+    "clip_loss", "caption_batches", "train_clip", "retrieval_top1",
+    "cross_attention", "CrossAttention", "SpatialCrossAttention", "attention_maps",
+]
