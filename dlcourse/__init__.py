@@ -25,6 +25,10 @@ Latent diffusion (notebook 06)
 - ``dlcourse.latent``: diffusion in the latent space of a small VAE (``dlcourse.models.VAE``):
   the VAE's loss, the latent scale factor, encoding, the latent training loss, generation
 
+Conditioning (notebook 07)
+- ``dlcourse.conditioning``: text conditioning: a word tokenizer, a small CLIP (text and image encoders,
+  contrastive loss), cross-attention with a padding mask
+
 Few-step generation (notebook 08)
 - ``dlcourse.rectified_flow``: flow matching (uniform or SD3's logit-normal t), sampling and paths with the
   shared samplers, straightness, reflow pairs
