@@ -83,7 +83,7 @@ def build(args) -> UNet:
 def recipe(args) -> str:
     return (f"{args.space}: UNet base={args.base} mults={args.mults} res={args.res_blocks}, batch {args.batch}, "
             f"lr {args.lr:g} ({args.lr_schedule}), EMA {args.ema}, {args.pred}, min-SNR {args.min_snr or 'off'}, {args.precision}, "
-            f"{args.threads} thread(s)")
+            f"{torch.get_num_threads()} thread(s)")
 
 
 def training_data(args, vae=None, scale=None):

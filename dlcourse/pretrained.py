@@ -76,6 +76,11 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "KL-regularised VAE, 32x32x3 shapes -> 4x8x8 latents (12x fewer numbers); info has its "
            "scale_factor and beta; reconstructions keep shape, colour and scale for >= 99% of held-out images",
            script="train_latent"),
+    _entry("ae_shapes32",
+           "36a6d02be6d5bd3de77924740d6028fcd1d0d649d96930f30aeb038799e8dd4d",
+           "plain autoencoder: vae_shapes32's network and recipe with beta = 0 (no KL term), for notebook 06's "
+           "comparison of a regularised and an unregularised latent space; info has its scale_factor",
+           script="train_latent"),
     _entry("latent_shapes32_unet",
            "e80629784898b53c6cbace2bad1beae358a39186af52b15c303062a671eda832",
            "U-Net (1.23M) on the scaled 4x8x8 latents of vae_shapes32, cosine T=1000, v-prediction; info has "

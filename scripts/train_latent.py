@@ -1,6 +1,7 @@
 """Train the two checkpoints of latent diffusion (notebook 06), save them, print their SHA-256 and measure them.
 
     .venv/bin/python scripts/train_latent.py vae_shapes32              # the VAE, then its measurements
+    .venv/bin/python scripts/train_latent.py ae_shapes32               # the same with beta = 0: a plain autoencoder
     .venv/bin/python scripts/train_latent.py latent_shapes32_unet      # a U-Net on the shipped VAE's latents
     .venv/bin/python scripts/train_latent.py                           # both, the VAE first
     .venv/bin/python scripts/train_latent.py --evaluate-only           # measure the shipped files
@@ -95,6 +96,9 @@ class LatentRecipe:
 
 RECIPES = {
     "vae_shapes32": VAERecipe(config=dict(base_channels=16, channel_mults=(1, 2, 4), groups=8), steps=1200, threads=1),
+    # the same network and recipe without the KL term: a plain autoencoder, for the comparison in notebook 06
+    "ae_shapes32": VAERecipe(config=dict(base_channels=16, channel_mults=(1, 2, 4), groups=8), beta=0.0, steps=1200,
+                             threads=1),
     "latent_shapes32_unet": LatentRecipe(config=dict(in_channels=4, base_channels=48, channel_mults=(1, 2)),
                                          prediction_type="v_prediction", min_snr_gamma=5.0, steps=15_000,
                                          batch_size=64, threads=1),

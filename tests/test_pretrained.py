@@ -48,7 +48,8 @@ def sample(name, n, cond=None, seed=EVAL_SEED):
 def test_registry_pins_every_shipped_file():
     shipped = sorted(p.stem for p in pretrained.ASSET_DIR.glob("*.pt") if not p.stem.startswith("judge_"))
     assert sorted(list_pretrained()) == shipped, "every shipped file is in the registry, and every entry is shipped"
-    assert {"toy2d_mlp", "shapes16_unet", "shapes16_unet_cond", "vae_shapes32"} <= set(shipped)
+    assert {"toy2d_mlp", "shapes16_unet", "shapes16_unet_cond", "vae_shapes32", "ae_shapes32",
+            "latent_shapes32_unet"} <= set(shipped)
     total = 0
     for name, entry in PRETRAINED.items():
         path = pretrained.ASSET_DIR / entry.filename
