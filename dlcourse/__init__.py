@@ -32,6 +32,8 @@ Conditioning (notebook 07)
 Few-step generation (notebook 08)
 - ``dlcourse.rectified_flow``: flow matching (uniform or SD3's logit-normal t), sampling and paths with the
   shared samplers, straightness, reflow pairs
+- ``dlcourse.consistency``: consistency models: the boundary-preserving parametrisation, distillation from a
+  flow teacher (optionally guided, with w as an input), multistep sampling
 
 The score view (notebook 09)
 - ``dlcourse.score``: exact scores of Gaussian mixtures, Langevin and annealed Langevin
