@@ -182,6 +182,72 @@ def test_unet_residuals_are_added_to_the_skips():
         model(x, t, {"mid_residual": torch.zeros(2, 1, 1, 1)})
 
 
+def test_attention_weights_path_matches_the_fused_one_and_the_formula():
+    from dlcourse.models.attention import Attention
+    torch.manual_seed(0)
+    attn = Attention(8, heads=2, context_dim=6)
+    x, ctx = torch.randn(2, 5, 8), torch.randn(2, 4, 6)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    out, weights = attn(x, ctx, mask, return_weights=True)
+    torch.testing.assert_close(out, attn(x, ctx, mask))                  # same as PyTorch's fused SDPA
+    assert weights.shape == (2, 2, 5, 4)
+    q = attn.to_q(x).view(2, 5, 2, 4)                                     # by hand, one head at a time
+    k, v = attn.to_kv(ctx).view(2, 4, 2, 2, 4).unbind(2)
+    for b in range(2):
+        for h in range(2):
+            real = mask[b]
+            w = torch.softmax(q[b, :, h] @ k[b, real, h].T / 2.0, dim=-1)  # sqrt(d) = sqrt(4)
+            torch.testing.assert_close(weights[b, h][:, real], w)
+            assert (weights[b, h][:, ~real] == 0).all()
+
+
+def test_cross_attention_at_more_levels():
+    one, two = small_unet(context_dim=8), small_unet(context_dim=8, cross_attention_levels=2)
+    crossed = lambda m: sorted(n for n, c in m.named_modules() if getattr(c, "cross", None) is not None)  # noqa: E731
+    assert crossed(one) == ["down.1.attn.0", "mid_attn", "up.0.attn.0"]
+    assert crossed(two) == ["down.0.attn.0", "down.1.attn.0", "mid_attn", "up.0.attn.0", "up.1.attn.0"]
+    assert two.down[0].attn[0].attn is None                              # cross-attention alone at 8x8
+    model = randomize_(two)
+    x, ctx = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8)
+    out, maps = model.cross_attention_maps(x, 3, {"context": ctx})
+    torch.testing.assert_close(out, model(x, 3, {"context": ctx}))
+    assert {k: tuple(v.shape) for k, v in maps.items()} == {
+        "down.0.attn.0": (2, 3, 8, 8), "down.1.attn.0": (2, 3, 4, 4), "mid_attn": (2, 3, 4, 4),
+        "up.0.attn.0": (2, 3, 4, 4), "up.1.attn.0": (2, 3, 8, 8)}
+    assert UNetConfig().cross_attention_levels == 1
+    assert small_unet().state_dict().keys() == small_unet(cross_attention_levels=2).state_dict().keys()
+    with pytest.raises(ValueError, match="cross_attention_levels"):
+        small_unet(context_dim=8, cross_attention_levels=3)
+    with pytest.raises(ValueError, match="model: this U-Net has no cross-attention"):
+        small_unet().cross_attention_maps(x, 3, None)
+
+
+# Outputs of the shipped U-Nets on one fixed input, recorded before cross-attention could return its
+# weights and reach more levels: the files must load as they are and compute exactly what they did.
+SHIPPED_OUTPUTS = {
+    "shapes16_unet": ([-1.04469895362854, -1.086785078048706, 1.144575834274292, 0.0800962895154953],
+                      1921.673714334378, 3434.1936879109126),
+    "shapes16_unet_cond": ([-0.7918357849121094, -0.9881383180618286, 0.7550574541091919, -0.23268643021583557],
+                           769.4604736287147, 3116.350891040638),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_OUTPUTS))
+def test_shipped_unets_load_and_compute_what_they_did(name):
+    from dlcourse.pretrained import load_pretrained, pretrained_path
+    if not pretrained_path(name).is_file():
+        pytest.skip(f"{name} is not shipped")
+    model, _ = load_pretrained(name, device="cpu")
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    cond = torch.tensor([0, 1, 2, 4]) if model.num_classes else None
+    with torch.no_grad():
+        out = model(x, torch.tensor([10, 300, 600, 900]), cond).double()
+    first, total, absolute = SHIPPED_OUTPUTS[name]
+    torch.testing.assert_close(out.flatten()[:4], torch.tensor(first, dtype=torch.float64), rtol=1e-4, atol=1e-4)
+    assert out.sum().item() == pytest.approx(total, rel=1e-4) and out.abs().sum().item() == pytest.approx(absolute,
+                                                                                                        rel=1e-4)
+
+
 # ---------------------------------------------------------------- input checks
 
 def test_errors_name_the_argument():

@@ -8,6 +8,8 @@ caption steer every region of the image (Rombach et al. 2022, sec. 3.3).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,16 +39,19 @@ class Attention(nn.Module):
             nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, return_weights: bool = False):
         """Attend from ``x`` to ``context`` (to ``x`` itself when None).
 
         Args:
             x: (B, N, dim) queries' sequence.
             context: (B, L, context_dim) or None.
             mask: (B, L) bool, True where a context token may be attended to.
+            return_weights: also return the attention weights. They are computed by the
+                formula, ``softmax(q k^T / sqrt(d))``; without them PyTorch's fused
+                ``scaled_dot_product_attention`` computes the same output faster.
 
         Returns:
-            (B, N, dim).
+            (B, N, dim); with ``return_weights``, also the weights (B, heads, N, L).
         """
         B, N, D = x.shape
         context = x if context is None else context
@@ -57,6 +62,13 @@ class Attention(nn.Module):
         k, v = kv.permute(2, 0, 3, 1, 4)                                 # -> 2 x (B, heads, L, hd)
         if mask is not None:
             mask = mask[:, None, None, :]                                # (B, L) -> (B, 1, 1, L)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)    # (B, heads, N, hd)
-        out = out.transpose(1, 2).reshape(B, N, D)                       # -> (B, N, heads * hd)
-        return self.proj(out)
+        if return_weights:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(hd)             # (B, heads, N, L)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))        # padding gets weight 0
+            weights = scores.softmax(dim=-1)
+            out = weights @ v                                            # (B, heads, N, hd)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)    # (B, heads, N, hd)
+        out = self.proj(out.transpose(1, 2).reshape(B, N, D))            # -> (B, N, heads * hd) -> (B, N, D)
+        return (out, weights) if return_weights else out

@@ -6,11 +6,15 @@ so fine detail need not squeeze through the bottleneck. Every residual block is
 told the timestep (and the class label) through a scale and shift of its
 normalised features (Dhariwal & Nichol 2021, "AdaGN"). At the lowest resolution,
 where it is cheapest, self-attention lets distant regions agree, and optional
-cross-attention reads context tokens such as a caption (Rombach et al. 2022).
+cross-attention reads context tokens such as a caption (Rombach et al. 2022), there
+and, with ``cross_attention_levels``, at the next resolutions up too.
 
     x_t (B, C, H, W) -> conv_in -> [ResBlock x n (-> skip), Downsample] per level
         -> ResBlock, Attention, ResBlock
         -> [ResBlock(cat(h, skip)) x n, Upsample] per level, reversed -> conv_out
+
+``cross_attention_maps`` runs the network and returns where each context token was
+read, per cross-attention block: the per-word attention maps of notebook 07.
 
 A ControlNet (Zhang et al. 2023) adds its own features to the skips and to the
 middle block: pass them as ``cond["down_residuals"]`` (one per skip, in encoder
@@ -52,6 +56,10 @@ class UNetConfig:
         num_classes: number of class labels, or None; label ``num_classes`` is null.
         context_dim: width of context tokens for cross-attention at the lowest
             resolution, or None.
+        cross_attention_levels: with ``context_dim``, how many resolutions, from the
+            lowest up, read the context: 1 (the lowest and the middle block only), up
+            to ``len(channel_mults)``. Above the lowest the blocks are cross-attention
+            alone, without self-attention (which costs (H W)^2 there).
         dropout: dropout in the residual blocks.
     """
 
@@ -65,6 +73,7 @@ class UNetConfig:
     groups: int = 8
     num_classes: int | None = None
     context_dim: int | None = None
+    cross_attention_levels: int = 1
     dropout: float = 0.0
 
     def __post_init__(self):
@@ -74,6 +83,8 @@ class UNetConfig:
                 raise ValueError(f"groups, num_heads: must divide every level's width, got width {c}, "
                                  f"groups={self.groups}, num_heads={self.num_heads}")
         check_int("num_res_blocks", self.num_res_blocks, minimum=1)
+        check_int("cross_attention_levels", self.cross_attention_levels, minimum=1,
+                  maximum=len(self.channel_mults))
 
 
 class ResBlock(nn.Module):
@@ -110,7 +121,9 @@ class SpatialAttention(nn.Module):
 
     Either part may be absent (``self_attn=False``, ``context_dim=None``). Both
     are residual with a zero-initialised output, so the block starts as the identity.
-    Cross-attention is skipped when no context is given.
+    Cross-attention is skipped when no context is given. While ``recorded`` is a list
+    (``UNet.cross_attention_maps`` sets it), each call appends its cross-attention
+    weights to it as (B, L, H, W) maps, averaged over the heads.
     """
 
     def __init__(self, channels: int, heads: int, groups: int, self_attn: bool = True,
@@ -120,6 +133,7 @@ class SpatialAttention(nn.Module):
         self.attn = Attention(channels, heads, zero_init=True) if self_attn else None
         self.norm_cross = nn.LayerNorm(channels) if context_dim else None
         self.cross = Attention(channels, heads, context_dim=context_dim, zero_init=True) if context_dim else None
+        self.recorded: list | None = None
 
     def forward(self, x: torch.Tensor, context=None, mask=None) -> torch.Tensor:
         """x: (B, C, H, W), context: (B, L, context_dim) or None -> (B, C, H, W)."""
@@ -129,7 +143,14 @@ class SpatialAttention(nn.Module):
             h = self.norm(x).flatten(2).transpose(1, 2)                     # (B, H*W, C)
             tokens = tokens + self.attn(h)
         if self.cross is not None and context is not None:
-            tokens = tokens + self.cross(self.norm_cross(tokens), context, mask)
+            if self.recorded is None:
+                tokens = tokens + self.cross(self.norm_cross(tokens), context, mask)
+            else:
+                out, weights = self.cross(self.norm_cross(tokens), context, mask, return_weights=True)
+                tokens = tokens + out
+                L = context.shape[1]
+                maps = weights.mean(dim=1).transpose(1, 2).reshape(B, L, H, W)    # (B, heads, H*W, L) -> (B, L, H, W)
+                self.recorded.append(maps)
         return tokens.transpose(1, 2).reshape(B, C, H, W)                  # (B, H*W, C) -> (B, C, H, W)
 
 
@@ -167,11 +188,17 @@ class UNet(nn.Module):
         def res(c_in, c_out):
             return ResBlock(c_in, c_out, emb_dim, c.groups, c.dropout)
 
-        def attn(ch):
-            return SpatialAttention(ch, c.num_heads, c.groups, c.attention, c.context_dim)
-
         lowest = len(widths) - 1
-        use_attn = c.attention or c.context_dim is not None
+        cross_from = len(widths) - c.cross_attention_levels     # levels cross_from..lowest read the context
+
+        def attn(ch, level):
+            self_attn = c.attention and level == lowest
+            context_dim = c.context_dim if level >= cross_from else None
+            return SpatialAttention(ch, c.num_heads, c.groups, self_attn, context_dim)
+
+        def has_attn(level):
+            return (level == lowest and c.attention) or (c.context_dim is not None and level >= cross_from)
+
         self.conv_in = nn.Conv2d(c.in_channels, c.base_channels, 3, padding=1)
         self.down = nn.ModuleList()
         self.skip_channels = []                       # width of each skip, in encoder order
@@ -182,13 +209,13 @@ class UNet(nn.Module):
                 blocks.append(res(ch, width))
                 ch = width
                 self.skip_channels.append(ch)
-                if level == lowest and use_attn:
-                    attns.append(attn(ch))
+                if has_attn(level):
+                    attns.append(attn(ch, level))
             down = nn.Conv2d(ch, ch, 3, stride=2, padding=1) if level < lowest else None
             self.down.append(Level(blocks, attns, down))
 
         self.mid_res1 = res(ch, ch)
-        self.mid_attn = attn(ch) if use_attn else None
+        self.mid_attn = attn(ch, lowest) if has_attn(lowest) else None
         self.mid_res2 = res(ch, ch)
 
         self.up = nn.ModuleList()
@@ -199,8 +226,8 @@ class UNet(nn.Module):
             for _ in range(c.num_res_blocks):
                 blocks.append(res(ch + skips.pop(), width))
                 ch = width
-                if level == lowest and use_attn:
-                    attns.append(attn(ch))
+                if has_attn(level):
+                    attns.append(attn(ch, level))
             # Nearest-neighbour upsampling without a conv of its own: the next ResBlock's
             # first conv mixes it with the skip, and a 3x3 conv at full resolution is the
             # most expensive layer of the network on a CPU.
@@ -290,6 +317,32 @@ class UNet(nn.Module):
                                  f"got {tuple(c.mid_residual.shape)}")
             h = h + c.mid_residual
         return self.decode(h, skips, emb, c.context, c.context_mask)
+
+    @torch.no_grad()
+    def cross_attention_maps(self, x_t: torch.Tensor, t, cond) -> tuple[torch.Tensor, dict]:
+        """The output of ``self(x_t, t, cond)`` and where each context token was read.
+
+        Returns:
+            ``(out, maps)``: out (B, out_channels, H, W), and maps a dict from the name of
+            each cross-attention block ("down.2.attn.0", "mid_attn", "up.0.attn.0", ...) to
+            (B, L, h, w): map ``[b, j]`` is the attention paid to token j at each position of
+            that block's h x w grid, averaged over the heads (it sums to 1 over the tokens).
+        """
+        blocks = {name: m for name, m in self.named_modules() if isinstance(m, SpatialAttention)
+                  and m.cross is not None}
+        if not blocks:
+            raise ValueError("model: this U-Net has no cross-attention (build it with context_dim)")
+        for m in blocks.values():
+            m.recorded = []
+        try:
+            out = self(x_t, t, cond)
+        finally:
+            recorded = {name: m.recorded for name, m in blocks.items()}
+            for m in blocks.values():
+                m.recorded = None
+        if not all(recorded.values()):
+            raise ValueError("cond: expected a 'context' for the cross-attention to read, got none")
+        return out, {name: r[0] for name, r in recorded.items()}
 
     def get_config(self) -> dict:
         """``UNetConfig`` as a dict of plain types."""
