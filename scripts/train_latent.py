@@ -206,6 +206,14 @@ def evaluate_vae(name: str, n: int) -> None:
     prior = decode(vae, torch.randn(n, *vae.latent_shape, generator=torch.Generator().manual_seed(EVAL_SEED)), 1.0)
     print(f"[{name}] decoded prior samples N(0, I) (unscaled latents): valid "
           f"{float(judge.predict(prior)['valid'].float().mean()):.3f}")
+    # a sampler never lands exactly on a code: how far from one does the decoder still draw a clean shape?
+    spread, noise = float(mean.std()), torch.Generator().manual_seed(EVAL_SEED)
+    print(f"[{name}] q(z|x)'s std is {float((0.5 * logvar).exp().mean()) / spread:.3f} x the latents' spread; "
+          f"decoded means nudged by d x that spread: " + ", ".join(
+              f"d = {d:g}: valid {kept['valid']:.3f}, all three {kept['all']:.3f}"
+              for d in (0.5, 1.0)
+              for kept in [kept_attributes(judge, vae.decode(mean + d * spread * torch.randn(mean.shape, generator=noise))
+                                           .clamp(-1, 1), data)]))
 
 
 @torch.no_grad()

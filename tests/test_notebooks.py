@@ -12,7 +12,8 @@ from nbtools import (ROOT, SOLUTIONS, HIDDEN_RE, exercises, is_graded_test, is_s
 pytestmark = pytest.mark.notebooks
 
 GRADED_MINIMUM = {"00_welcome": 1, "01_forward_diffusion": 3, "02_noise_schedules": 3, "03_learning_to_denoise": 4,
-                  "04_samplers": 4, "05_classifier_free_guidance": 3, "09_score_view": 3}
+                  "04_samplers": 4, "05_classifier_free_guidance": 3, "06_latent_diffusion": 5,
+                  "09_score_view": 3}
 
 
 def test_there_are_notebooks():
