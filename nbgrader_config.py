@@ -24,3 +24,15 @@ c.Execute.interrupt_on_timeout = True
 # (nbgrader can put deleted test cells back, OverwriteCells.add_missing_cells, but
 # in 0.9 that crashes the submission's grading when the solution cell before the
 # test was deleted too, so it stays off.)
+
+# A cell that ends the kernel's process (os._exit, a crash, too much memory) would stop nbgrader grading the whole
+# submission: RecoveringExecute counts that cell as failed, starts a new kernel, runs the cells before it again
+# and goes on (dlcourse/grading.py).
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,  # noqa: E402
+                                    LimitOutput, SaveAutoGrades)
+
+from dlcourse.grading import RecoveringExecute  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [RecoveringExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

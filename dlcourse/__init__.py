@@ -47,6 +47,7 @@ Data, figures and exercises
 - ``dlcourse.plotting``: image grids, 2-D scatter plots, vector fields
 - ``dlcourse.widgets``: the interactive explorers, one module per notebook
 - ``dlcourse.checks``: friendly checks used by the exercises' test cells
+- ``dlcourse.grading``: autograding (nbgrader) that goes on when a submission kills its kernel
 
 Shared helpers
 - ``dlcourse.device``: the device (CUDA, then MPS, then CPU) and the precision

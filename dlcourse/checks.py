@@ -8,13 +8,30 @@ is well::
     check_close("q_sample(x_0, t=10)", got, expected,
                 mistakes={"the square root of alpha_bar is missing": wrong})
     passed("q_sample")
+
+An exercise asks the learner to write something the package already holds, so a
+test also makes sure the learner's function does not simply call the package's
+version, and compares it with a private copy of the package's code that nothing
+in the notebook can have replaced::
+
+    with own_work("noisy_sample", "dlcourse.forward:q_sample", "dlcourse.forward:add_noise"):
+        got = noisy_sample(x_0, t, alphas_cumprod, eps)
+    expected = reference("dlcourse.forward").q_sample(x_0, t, schedule, eps)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import ast
+import importlib.util
+import os
+import sys
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
+
+_REFERENCE_MARK = "__dlcourse_reference_copy__"
 
 
 def _as_tensor(name: str, value) -> torch.Tensor:
@@ -86,3 +103,90 @@ def check_true(name: str, condition: bool, message: str) -> None:
 def passed(what: str) -> None:
     """Print a short success line at the end of a visible test cell."""
     print(f"\u2714 {what}: all visible checks passed.")
+
+
+def reference(module: str) -> types.ModuleType:
+    """A private copy of a package module, loaded afresh from its file.
+
+    The copy is not the module the notebook imported: replacing ``dlcourse.forward.q_sample`` in the
+    notebook does not change ``reference("dlcourse.forward").q_sample``, and :func:`own_work` does not
+    count calls to the copy as the learner's. Its own imports (``from .schedules import ...``) are the
+    loaded modules.
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None or spec.loader is None:
+        raise ValueError(f"module: no module named {module!r}")
+    copy = importlib.util.module_from_spec(spec)
+    setattr(copy, _REFERENCE_MARK, True)
+    spec.loader.exec_module(copy)
+    return copy
+
+
+def _defined_names(path: str) -> set[str]:
+    """Qualified names of the functions a source file defines (``f``, ``Class.method``)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    names = set()
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.add(prefix + child.name)
+            elif isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+
+    visit(tree, "")
+    return names
+
+
+@contextmanager
+def own_work(exercise: str, *references: str) -> Iterator[None]:
+    """Fail if the package's own answer to ``exercise`` runs inside the ``with`` block.
+
+    Args:
+        exercise: the name of the function the learner writes, shown in the message.
+        references: the package's versions, as ``"module:qualified_name"`` (``"dlcourse.forward:q_sample"``,
+            ``"dlcourse.schedules:NoiseSchedule.__post_init__"``).
+
+    While the block runs, a call into any of ``references`` raises ``AssertionError`` saying that the
+    exercise asks the learner to write it. A call is recognised by the file and the name of the code
+    that runs, so it is caught however the function was reached: imported under another name, through
+    another package function, or from a reloaded module. Calls to a :func:`reference` copy are allowed,
+    so a test can compute the expected value inside the block. If the learner's code catches the error,
+    the block still fails when it ends.
+    """
+    watched = {}                                   # qualified name -> {real path of its file: display name}
+    for ref in references:
+        module, _, qualname = ref.partition(":")
+        spec = importlib.util.find_spec(module)
+        if not qualname or spec is None or spec.origin is None:
+            raise ValueError(f"references: expected 'module:function' of an existing module, got {ref!r}")
+        if qualname not in _defined_names(spec.origin):
+            raise ValueError(f"references: {spec.origin} defines no function {qualname!r}")
+        watched.setdefault(qualname, {})[os.path.realpath(spec.origin)] = f"{module}.{qualname}"
+    used = []
+
+    def message(name):
+        return (f"{exercise} calls {name}: this exercise asks you to write it yourself; calling the "
+                f"package's version does not count. Write the computation in your own code.")
+
+    def watch(frame, event, arg):
+        if event != "call":
+            return
+        code = frame.f_code
+        paths = watched.get(code.co_qualname)
+        if paths is None or _REFERENCE_MARK in frame.f_globals:
+            return
+        name = paths.get(os.path.realpath(code.co_filename))
+        if name is not None:
+            used.append(name)
+            raise AssertionError(message(name))
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
+    if used:   # the learner's code caught the error and went on
+        raise AssertionError(message(used[0]))

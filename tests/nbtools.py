@@ -33,6 +33,17 @@ def is_graded_test(cell) -> bool:
     return cell.cell_type == "code" and meta.get("grade", False) and not meta.get("solution", False)
 
 
+def is_written_task(cell) -> bool:
+    """A manually graded written answer: a Markdown cell that is both a solution and graded."""
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "markdown" and meta.get("grade", False) and meta.get("solution", False)
+
+
+def written_tasks(nb) -> dict[str, float]:
+    """``{grade_id: points}`` of the written tasks, which the instructor grades by hand."""
+    return {nbgrader_meta(c)["grade_id"]: float(nbgrader_meta(c)["points"]) for c in nb.cells if is_written_task(c)}
+
+
 def exercises(nb) -> list[tuple[str, list[str]]]:
     """``[(solution grade_id, [test grade_ids that follow it]), ...]`` in notebook order."""
     out = []
@@ -45,6 +56,7 @@ def exercises(nb) -> list[tuple[str, list[str]]]:
 
 
 def points(nb) -> dict[str, float]:
+    """``{grade_id: points}`` of the autograded test cells."""
     return {nbgrader_meta(c)["grade_id"]: float(nbgrader_meta(c)["points"]) for c in nb.cells if is_graded_test(c)}
 
 
@@ -63,13 +75,19 @@ def function_name(source: str) -> str:
 
 
 def filled(release_nb, source_nb, *, wrong: str | None = None, raising: str | None = None,
-           looping: str | None = None, delete: set[str] = frozenset()):
-    """A submission: the release notebook with the source's answers pasted into the solution cells.
+           looping: str | None = None, delete: set[str] = frozenset(), replace: dict | None = None,
+           append: dict | None = None):
+    """A submission: the release notebook with the source's answers pasted into the solution cells
+    (the code exercises and the written tasks).
 
     ``wrong``: the grade_id of one solution whose result is scaled by 1.1 (a plausible slip);
-    ``raising``/``looping``: one whose function raises / never returns; ``delete``: cells to remove.
+    ``raising``/``looping``: one whose function raises / never returns; ``delete``: cells to remove;
+    ``replace``: ``{grade_id: source}`` for cells whose whole text the student rewrote (a locked test
+    cell too); ``append``: ``{grade_id: code}`` added after a solution's answer.
     """
-    answers = {nbgrader_meta(c)["grade_id"]: c.source for c in source_nb.cells if is_solution(c)}
+    answers = {nbgrader_meta(c)["grade_id"]: c.source for c in source_nb.cells
+               if is_solution(c) or is_written_task(c)}
+    replace, append = replace or {}, append or {}
     nb = copy.deepcopy(release_nb)
     cells = []
     for cell in nb.cells:
@@ -87,7 +105,11 @@ def filled(release_nb, source_nb, *, wrong: str | None = None, raising: str | No
                 code += f"\n\ndef {name}(*args, **kwargs):\n    raise ValueError('something went wrong')\n"
             if grade_id == looping:
                 code += f"\n\ndef {name}(*args, **kwargs):\n    while True:\n        pass\n"
-            cell.source = code
+            cell.source = code + append.get(grade_id, "")
+        elif is_written_task(cell):
+            cell.source = strip_markers(answers[grade_id])
+        if grade_id in replace:
+            cell.source = replace[grade_id]
         cells.append(cell)
     nb.cells = cells
     return nb

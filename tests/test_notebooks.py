@@ -6,8 +6,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from nbtools import (ROOT, SOLUTIONS, HIDDEN_RE, exercises, is_graded_test, is_solution, nbgrader_meta,
-                     reports_success, time_budget)
+from nbtools import (ROOT, SOLUTIONS, HIDDEN_RE, SOLUTION_RE, exercises, is_graded_test, is_solution,
+                     is_written_task, nbgrader_meta, reports_success, time_budget, written_tasks)
 
 pytestmark = pytest.mark.notebooks
 
@@ -40,6 +40,30 @@ def test_exercise_structure(path):
         if is_solution(cell):
             assert "### BEGIN SOLUTION" in cell.source
         assert not cell.get("outputs"), "source notebooks are stored without outputs"
+
+
+# notebooks with a written task graded by hand (a Markdown answer cell with points, its rubric in the solution only)
+WRITTEN_MINIMUM = {"01_forward_diffusion": 1, "03_learning_to_denoise": 1, "04_samplers": 1,
+                   "05_classifier_free_guidance": 1}
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_written_task_structure(path):
+    nb = nbformat.read(path, as_version=4)
+    assert len(written_tasks(nb)) >= WRITTEN_MINIMUM.get(path.stem, 0), "too few written tasks"
+    for i, cell in enumerate(nb.cells):
+        if not is_written_task(cell):
+            continue
+        grade_id = nbgrader_meta(cell)["grade_id"]
+        assert nbgrader_meta(cell)["points"] > 0, f"{grade_id} has no points"
+        blocks = SOLUTION_RE.findall(cell.source)
+        assert len(blocks) == 1 and SOLUTION_RE.sub("", cell.source).strip() == "", \
+            f"{grade_id}: the whole answer, model answer and rubric, goes in one BEGIN/END SOLUTION block"
+        assert "**Rubric" in blocks[0] and "**Model answer" in blocks[0], f"{grade_id}: a model answer and a rubric"
+        prompt = nb.cells[i - 1]
+        assert prompt.cell_type == "markdown" and "graded by hand" in prompt.source, \
+            f"{grade_id}: the cell before states the task and that it is graded by hand"
+        assert f"({nbgrader_meta(cell)['points']} points" in prompt.source, f"{grade_id}: the task states its points"
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)

@@ -1,0 +1,63 @@
+"""Autograding that survives a submission which kills its own kernel.
+
+nbgrader runs each submission in a Jupyter kernel. A cell that raises, or runs too long, fails on its own and
+grading goes on; but a cell that ends the kernel's process (``os._exit(0)``, a crash in native code, the
+operating system stopping a process that asked for too much memory) makes nbgrader give up on the whole
+submission. :class:`RecoveringExecute`, nbgrader's ``Execute`` step with one addition, treats such a cell
+like one that raised: it records the error in that cell, starts a new kernel, runs the cells before it
+again (their outputs are kept as they were) and goes on. The submission then loses the points that this
+cell's failure costs, as it would for an exception, and grading finishes. ``nbgrader_config.py`` puts it in
+place of ``Execute``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from nbclient.exceptions import DeadKernelError
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute
+
+KERNEL_DIED = ("The kernel stopped while running this cell (os._exit, a crash, or too much memory). The cell "
+               "counts as failed; the notebook went on in a new kernel, with the cells before this one run again.")
+
+
+class RecoveringExecute(Execute):
+    """nbgrader's ``Execute``, going on in a new kernel when a cell ends the kernel's process."""
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._fatal = set()                      # cells that ended a kernel: never run again
+        return super().preprocess(nb, resources, km)
+
+    def preprocess_cell(self, cell, resources, index):
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self.log.warning("The kernel died in cell %d; going on in a new kernel", index)
+            self._fail(cell)
+            self._fatal.add(index)
+            self._restart(index)
+            return cell, self.resources
+
+    @staticmethod
+    def _fail(cell) -> None:
+        cell.setdefault("outputs", []).append(NotebookNode(
+            output_type="error", ename="DeadKernelError", evalue=KERNEL_DIED, traceback=[KERNEL_DIED]))
+
+    def _restart(self, index: int) -> None:
+        """A new kernel with the state the cells before ``index`` leave (a cell that kills it again is skipped)."""
+        while True:
+            self._cleanup_kernel()
+            self.km = self.create_kernel_manager()
+            self.start_new_kernel()
+            self.start_new_kernel_client()
+            try:
+                for i, cell in enumerate(self.nb.cells[:index]):
+                    if cell.cell_type == "code" and i not in self._fatal:
+                        died_in = i
+                        self.execute_cell(copy.deepcopy(cell), i, store_history=False)
+                return
+            except DeadKernelError:
+                self.log.warning("The kernel died again, in cell %d; skipping that cell too", died_in)
+                self._fail(self.nb.cells[died_in])
+                self._fatal.add(died_in)
