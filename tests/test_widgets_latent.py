@@ -108,3 +108,22 @@ def test_explorer_is_skipped_while_grading(monkeypatch, capsys):
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     assert latent_explorer(LinearVAE(), torch.stack(two_images())) is None
     assert SKIPPED in capsys.readouterr().out
+
+
+def test_explorer_menu_switches_the_autoencoder():
+    images = torch.stack(two_images())
+    class FlippedVAE(LinearVAE):                             # another decoder draws another latent path
+        def decode(self, z):
+            return -super().decode(z)
+
+    one, other = LinearVAE(), FlippedVAE()
+    box = latent_explorer({"VAE": one, "plain AE": other}, images, mix=0.5)
+    assert list(box.menu.options) == ["VAE", "plain AE"] and box.menu.layout.display is None
+    before = box.latent.value
+    box.menu.value = "plain AE"
+    assert box.latent.value != before
+    box.menu.value = "VAE"
+    assert box.latent.value == before                         # the same pictures back: nothing else changed
+    assert latent_explorer(one, images).menu.layout.display == "none"     # one autoencoder: no menu shown
+    with pytest.raises(ValueError, match="vae: expected an autoencoder or a non-empty dict"):
+        latent_explorer({}, images)

@@ -3,7 +3,8 @@
 A plain, tested computation sits under a one-line builder:
 
     latent_interpolation(vae, x_a, x_b, n)   -> Interpolation: n frames of each path, and both latents
-    latent_explorer(vae, images)             -> two image pickers and a slider from one image to the other
+    latent_explorer(vae, images)             -> two image pickers and a slider from one image to the other;
+                                                given {name: autoencoder}, a menu switches between them
 
 The pixel path cross-fades, ``(1 - a) x_a + a x_b``: halfway, both shapes show at half strength.
 The latent path mixes the encoder's means, ``z = (1 - a) mu_a + a mu_b``, and decodes ``z``: what the
@@ -87,7 +88,8 @@ def latent_explorer(vae, images: torch.Tensor, *, a: int = 0, b: int = 1, mix: f
     """Pick two images and slide from one to the other, in pixel space and in latent space side by side.
 
     Args:
-        vae: as in :func:`latent_interpolation`.
+        vae: as in :func:`latent_interpolation`, or a dict ``{name: vae}`` of several (a VAE and a plain
+            autoencoder, say): a menu then switches the latent path between them.
         images: (N, C, H, W) images in [-1, 1] to pick from (N >= 2).
         a, b: the indices of the two images shown first.
         mix: the slider's starting weight, 0 (image a) to 1 (image b).
@@ -96,8 +98,9 @@ def latent_explorer(vae, images: torch.Tensor, *, a: int = 0, b: int = 1, mix: f
         display_size: each image is enlarged to about this many pixels.
 
     Returns:
-        An ``ipywidgets.VBox`` with attributes ``slider``, ``picker_a``, ``picker_b``, ``pixel``, ``latent``,
-        ``channels``, ``label`` and ``redraw()``; None while nbgrader executes the notebook.
+        An ``ipywidgets.VBox`` with attributes ``slider``, ``picker_a``, ``picker_b``, ``menu`` (the
+        autoencoder's name), ``pixel``, ``latent``, ``channels``, ``label`` and ``redraw()``; None while
+        nbgrader executes the notebook.
     """
     if skip_while_grading():
         return None
@@ -110,7 +113,12 @@ def latent_explorer(vae, images: torch.Tensor, *, a: int = 0, b: int = 1, mix: f
     a = check_int("a", a, minimum=0, maximum=N - 1)
     b = check_int("b", b, minimum=0, maximum=N - 1)
     mix = check_number("mix", mix, minimum=0.0, maximum=1.0)
+    vaes = dict(vae) if isinstance(vae, dict) else {"autoencoder": vae}
+    if not vaes:
+        raise ValueError("vae: expected an autoencoder or a non-empty dict of them, got an empty dict")
 
+    menu = widgets.Dropdown(options=list(vaes), description="latent of", layout=widgets.Layout(
+        display=None if len(vaes) > 1 else "none"))
     picker_a = widgets.BoundedIntText(value=a, min=0, max=N - 1, description="image a")
     picker_b = widgets.BoundedIntText(value=b, min=0, max=N - 1, description="image b")
     slider = widgets.FloatSlider(value=mix, min=0.0, max=1.0, step=0.05, description="a -> b",
@@ -120,10 +128,10 @@ def latent_explorer(vae, images: torch.Tensor, *, a: int = 0, b: int = 1, mix: f
     cache = {}
 
     def redraw(_=None):
-        key = (int(picker_a.value), int(picker_b.value))
+        key = (menu.value, int(picker_a.value), int(picker_b.value))
         if key not in cache:
             cache.clear()
-            cache[key] = latent_interpolation(vae, images[key[0]], images[key[1]], n=21)
+            cache[key] = latent_interpolation(vaes[key[0]], images[key[1]], images[key[2]], n=21)
         path = cache[key]
         k = round(float(slider.value) * 20)                                     # the frame nearest the slider
         pixel.value = png_bytes(path.pixel[k], display_size)
@@ -135,11 +143,12 @@ def latent_explorer(vae, images: torch.Tensor, *, a: int = 0, b: int = 1, mix: f
             text += f"; the judge accepts: pixel {'yes' if valid[0] else 'no'}, latent {'yes' if valid[1] else 'no'}"
         caption.value = text
 
-    for control in (picker_a, picker_b, slider):
+    for control in (menu, picker_a, picker_b, slider):
         control.observe(redraw, names="value")
     redraw()
-    box = widgets.VBox([widgets.HBox([picker_a, picker_b, slider]), caption, widgets.HBox([pixel, latent]),
+    box = widgets.VBox([widgets.HBox([menu, picker_a, picker_b, slider]), caption, widgets.HBox([pixel, latent]),
                         widgets.Label("the latent's channels"), channels])
     box.slider, box.picker_a, box.picker_b, box.label, box.redraw = slider, picker_a, picker_b, caption, redraw
+    box.menu = menu
     box.pixel, box.latent, box.channels = pixel, latent, channels
     return box
