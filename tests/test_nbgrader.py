@@ -2,7 +2,10 @@
 
 Regenerated student notebooks equal the committed ones and carry no solution or
 hidden test; the solutions autograde to full marks; untouched releases to zero;
-one wrong, raising, looping or deleted exercise costs exactly its own points.
+one wrong, raising, looping or deleted exercise costs exactly its own points, and
+so does a hostile one: a cell that exits or kills its kernel, an answer full of
+NaN, an edited locked test, a replaced checker, a call to the package's own answer.
+Written tasks are released blank and left for the instructor to grade by hand.
 """
 
 import shutil
@@ -12,7 +15,8 @@ import pytest
 from nbgrader.api import Gradebook
 
 from dlcourse.release import generate
-from nbtools import (HIDDEN_RE, ROOT, SOLUTION_RE, SOLUTIONS, exercises, filled, nbgrader, nbgrader_meta, points)
+from nbtools import (HIDDEN_RE, ROOT, SOLUTION_RE, SOLUTIONS, exercises, filled, function_name, nbgrader,
+                     nbgrader_meta, points, strip_markers, written_tasks)
 
 pytestmark = pytest.mark.notebooks
 
@@ -60,6 +64,18 @@ def test_student_notebooks_hold_no_solutions_or_hidden_tests(path):
     assert code.count("raise NotImplementedError()") == solution_blocks
 
 
+# how a submission can hand in the package's own answer instead of writing it (the last exercise of a notebook)
+DELEGATES = {"01_forward_diffusion": (
+    "\n\nfrom dlcourse.forward import q_posterior as _q_posterior\nfrom dlcourse.schedules import linear_schedule\n\n"
+    "_schedule = linear_schedule(1000)\n\n\n"
+    "def posterior_mean_variance(x_t, x_0, t, betas, alphas_cumprod):\n"
+    "    return _q_posterior(x_t, x_0, t, _schedule)\n")}
+
+
+def _answer(nb, grade_id):
+    return next(c.source for c in nb.cells if nbgrader_meta(c).get("grade_id") == grade_id)
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Autograde a set of submissions; returns ``{(student, assignment): {grade_id: score}}``."""
@@ -84,6 +100,20 @@ def graded(tmp_path_factory):
     submissions[("loops", target)] = filled(rel[target], src[target], looping=ids[2])
     # deleting a test cell or a solution cell costs that exercise's points, and grading still finishes
     submissions[("deleted", target)] = filled(rel[target], src[target], delete={test_of[ids[0]][0], ids[1]})
+    # exercise 1 calls sys.exit(), exercise 2 is wrong and its locked test cell was edited to pass (nbgrader puts the
+    # test back), exercise 3 defines its function and then ends the kernel's process; exercise 4 is right
+    submissions[("exits", target)] = filled(
+        rel[target], src[target], wrong=ids[1], append={ids[2]: "\n\nimport os\nos._exit(0)\n"},
+        replace={ids[0]: "import sys\nsys.exit()\n", test_of[ids[1]][0]: "print('all good')\n"})
+    # exercise 1 replaces the checkers with ones that never fail, exercise 2 is wrong, exercise 3 answers NaN,
+    # exercise 4 calls the package's own answer (the hidden tests' fresh checkers and own_work catch them)
+    name3 = function_name(strip_markers(_answer(src[target], ids[2])))
+    submissions[("tampers", target)] = filled(
+        rel[target], src[target], wrong=ids[1],
+        append={ids[0]: "\n\nimport dlcourse.checks\nfor _name in ('check_close', 'check_shape', 'check_true'):\n"
+                        "    setattr(dlcourse.checks, _name, lambda *a, **k: None)\n",
+                ids[2]: f"\n\ndef {name3}(*args, **kwargs):\n    return torch.full_like(args[0], float('nan'))\n",
+                ids[3]: DELEGATES.get(target, "")})
     for (student, n), nb in submissions.items():
         folder = course / "submitted" / student / n
         folder.mkdir(parents=True, exist_ok=True)
@@ -91,13 +121,15 @@ def graded(tmp_path_factory):
 
     for n in NAMES:
         nbgrader("autograde", n, "--force", f"--Execute.timeout={CELL_TIMEOUT}", cwd=course)
-    scores, flagged = {}, {}
+    scores, flagged, written = {}, {}, {}
     with Gradebook(f"sqlite:///{course}/gradebook.db") as gb:
         for (student, n) in submissions:
             notebook = gb.find_submission_notebook(n, n, student)
-            scores[(student, n)] = {g.name: g.score for g in notebook.grades if g.max_score > 0}
+            scores[(student, n)] = {g.name: g.score for g in notebook.grades if g.name in points(src[n])}
             flagged[(student, n)] = {g.name for g in notebook.grades if g.needs_manual_grade}
-    return scores, src, target, ids, test_of, flagged
+            written[(student, n)] = {g.name: (g.auto_score, g.needs_manual_grade, g.max_score)
+                                     for g in notebook.grades if g.name in written_tasks(src[n])}
+    return scores, src, target, ids, test_of, flagged, {"course": course, "rel": rel, "written": written}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -120,23 +152,61 @@ def _lost(scores, src, student, target):
 
 
 def test_one_wrong_exercise_loses_exactly_its_points(graded):
-    scores, src, target, ids, test_of, _ = graded
+    scores, src, target, ids, test_of, *_ = graded
     assert _lost(scores, src, "one_wrong", target) == set(test_of[ids[0]])
 
 
 def test_raising_code_still_grades(graded):
-    scores, src, target, ids, test_of, _ = graded
+    scores, src, target, ids, test_of, *_ = graded
     assert _lost(scores, src, "raises", target) == set(test_of[ids[1]])
 
 
 def test_looping_code_is_interrupted_and_grading_finishes(graded):
-    scores, src, target, ids, test_of, _ = graded
+    scores, src, target, ids, test_of, *_ = graded
     assert _lost(scores, src, "loops", target) == set(test_of[ids[2]])
 
 
 def test_deleted_cells(graded):
-    scores, src, target, ids, test_of, flagged = graded
+    scores, src, target, ids, test_of, flagged, _ = graded
     # the deleted test cell of exercise 1 scores zero and is flagged for the instructor;
     # the deleted solution of exercise 2 makes its test fail
     assert _lost(scores, src, "deleted", target) == {test_of[ids[0]][0]} | set(test_of[ids[1]])
     assert test_of[ids[0]][0] in flagged[("deleted", target)]
+
+
+def _outputs(graded, name, student, grade_id):
+    nb = nbformat.read(graded[-1]["course"] / "autograded" / student / name / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == grade_id)
+    return "\n".join(str(o.get("evalue", "")) + str(o.get("text", "")) for o in cell.get("outputs", []))
+
+
+def test_exiting_and_killed_kernels_and_edited_tests_cost_exactly_their_points(graded):
+    scores, src, target, ids, test_of, *_ = graded
+    # sys.exit() ends nothing but its cell; os._exit(0) kills the kernel, which is replaced, and the cells before run
+    # again (exercise 4 still passes); the edited test of exercise 2 is restored from the gradebook and fails
+    assert _lost(scores, src, "exits", target) == set(test_of[ids[0]]) | set(test_of[ids[1]]) | set(test_of[ids[2]])
+    assert "kernel stopped" in _outputs(graded, target, "exits", ids[2])
+
+
+def test_replaced_checkers_nan_answers_and_the_package_answer_score_zero(graded):
+    scores, src, target, ids, test_of, *_ = graded
+    assert _lost(scores, src, "tampers", target) == set(test_of[ids[1]]) | set(test_of[ids[2]]) | set(test_of[ids[3]])
+    assert "NaN" in _outputs(graded, target, "tampers", test_of[ids[2]][0])
+    message = _outputs(graded, target, "tampers", test_of[ids[3]][0])
+    assert "calls dlcourse.forward.q_posterior" in message and "does not count" in message
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if written_tasks(nbformat.read(ROOT / "solutions" / n / f"{n}.ipynb",
+                                                                                  as_version=4))])
+def test_written_tasks_are_released_blank_and_left_for_manual_grading(graded, name):
+    scores, src, *_, run = graded
+    tasks = written_tasks(src[name])
+    for cell in run["rel"][name].cells:
+        if nbgrader_meta(cell).get("grade_id") in tasks:
+            assert cell.source.strip() == "YOUR ANSWER HERE", "a written task is released with text in it"
+    for grade_id, max_points in tasks.items():
+        # answered: collected, not scored, flagged for the instructor; blank: zero, nothing to grade
+        assert run["written"][("solutions", name)][grade_id] == (None, True, max_points)
+        assert run["written"][("blank", name)][grade_id] == (0, False, max_points)
+    # the autograded total counts the exercises only
+    assert sum(scores[("solutions", name)].values()) == sum(points(src[name]).values())
