@@ -32,7 +32,7 @@ def _quiet_env(monkeypatch):
 
 
 def test_one_module_per_notebook():
-    assert MODULES == ["denoise", "forward", "guidance", "latent", "samplers", "schedules", "score"]
+    assert MODULES == ["denoise", "fewstep", "forward", "guidance", "latent", "samplers", "schedules", "score"]
 
 
 @pytest.mark.parametrize("name", MODULES)

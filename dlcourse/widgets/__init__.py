@@ -9,6 +9,7 @@ tested on its own; one module per notebook:
     samplers    (04)  sampler_preview -> sampler_explorer                  sampler, steps and spacing, timed
     guidance    (05)  guided_grid -> guidance_explorer                     the guidance scale w, slid
     latent      (06)  latent_interpolation -> latent_explorer              pixel against latent interpolation
+    fewstep     (08)  few_step_samples, few_step_figure -> few_step_explorer   samplers side by side at 1-8 calls
     score       (09)  score_frames, score_frame_png -> score_explorer      the score field over noise levels
 
 What they share lives in ``_base``: a computation that takes a model runs it on the model's
@@ -21,6 +22,7 @@ return None.
 
 from ._base import SKIPPED, png_bytes, show
 from .denoise import denoise_explorer, denoise_preview, denoise_strip
+from .fewstep import few_step_explorer, few_step_figure, few_step_samples
 from .forward import Frame, ForwardReverseFrames, forward_reverse_frames, forward_reverse_player
 from .guidance import guidance_explorer, guided_grid
 from .latent import Interpolation, latent_explorer, latent_interpolation
@@ -36,5 +38,6 @@ __all__ = [
     "sampler_explorer", "sampler_preview",
     "guidance_explorer", "guided_grid",
     "Interpolation", "latent_explorer", "latent_interpolation",
+    "few_step_explorer", "few_step_figure", "few_step_samples",
     "ScoreFrame", "score_explorer", "score_frame_png", "score_frames",
 ]
