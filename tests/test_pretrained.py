@@ -56,7 +56,8 @@ def test_registry_pins_every_shipped_file():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256, name
         python, script, arg = entry.command.split()
         assert python == "python" and arg == name and entry.description, name
-        assert script in ("scripts/train_checkpoints.py", "scripts/train_latent.py"), name
+        assert script in ("scripts/train_checkpoints.py", "scripts/train_latent.py",
+                          "scripts/train_conditioning.py", "scripts/train_fewstep.py"), name
         assert (Path(__file__).resolve().parent.parent / script).is_file(), script
         total += path.stat().st_size
     total += sum(p.stat().st_size for p in pretrained.ASSET_DIR.glob("judge_*.pt"))

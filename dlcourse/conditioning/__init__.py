@@ -5,11 +5,16 @@
   a small CLIP, trained contrastively on (image, caption) pairs (``text_encoder.py``).
 - ``cross_attention``, ``CrossAttention``, ``SpatialCrossAttention``, ``attention_maps``: image
   tokens query text tokens, padding masked (``cross_attention.py``).
+- ``TextToImage``, ``train_text_to_image``, ``load_text_to_image``, ``prompt_accuracy``, ``held_out``:
+  a U-Net reading the frozen text encoder, caption dropout for guidance by the empty prompt, and how
+  well samples follow their prompts (``text_to_image.py``).
 """
 
 from .cross_attention import CrossAttention, SpatialCrossAttention, attention_maps, cross_attention
 from .text_encoder import (CLIP, ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig, TextEncoding,
                            caption_batches, clip_loss, retrieval_top1, train_clip)
+from .text_to_image import (PromptAccuracy, TextToImage, caption_attributes, drop_captions, held_out,
+                            load_text_to_image, prompt_accuracy, read_positions, train_text_to_image)
 from .tokenizer import Tokenizer
 
 __all__ = [
@@ -17,4 +22,6 @@ __all__ = [
     "TextEncoder", "TextEncoderConfig", "TextEncoding", "ImageEncoder", "ImageEncoderConfig", "CLIP",
     "clip_loss", "caption_batches", "train_clip", "retrieval_top1",
     "cross_attention", "CrossAttention", "SpatialCrossAttention", "attention_maps",
+    "TextToImage", "train_text_to_image", "load_text_to_image", "PromptAccuracy", "prompt_accuracy",
+    "caption_attributes", "read_positions", "drop_captions", "held_out",
 ]

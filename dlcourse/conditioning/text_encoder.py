@@ -178,10 +178,12 @@ class ImageEncoder(nn.Module):
         return cls(ImageEncoderConfig(**{**config, "channels": tuple(config["channels"])}))
 
 
+@register_model
 class CLIP(nn.Module):
     """A text encoder, an image encoder and the learned temperature, in one module to train.
 
     ``logit_scale`` is the log of the inverse temperature, starting at log(1 / 0.07) as in CLIP.
+    Saved and rebuilt as one model (``get_config``: both encoders' configs).
     """
 
     def __init__(self, text_encoder: TextEncoder, image_encoder: ImageEncoder, temperature: float = 0.07):
@@ -197,6 +199,13 @@ class CLIP(nn.Module):
     def forward(self, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor):
         """images: (B, C, H, W), ids and mask: (B, L) -> image_emb (B, E), text_emb (B, E)."""
         return self.image_encoder(images), self.text_encoder(ids, mask).pooled
+
+    def get_config(self) -> dict:
+        return {"text": self.text_encoder.get_config(), "image": self.image_encoder.get_config()}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "CLIP":
+        return cls(TextEncoder.from_config(config["text"]), ImageEncoder.from_config(config["image"]))
 
 
 def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
