@@ -359,3 +359,74 @@ def test_bad_arguments_are_named():
         train_consistency(copy.deepcopy(model), teacher, x.float(), steps=1, precision="auto")
     with pytest.raises(ValueError, match="guidance_range"):
         train_consistency(copy.deepcopy(model), teacher, x.float(), steps=1, guidance_range=(1.0, 5.0))
+
+
+# --- LCM's guidance input for a network without one --------------------------------------------------------
+
+def small_unet(seed=0):
+    from dlcourse.models import UNet, UNetConfig
+    torch.manual_seed(seed)
+    net = UNet(UNetConfig(base_channels=16, channel_mults=(1, 2), num_heads=2, groups=4, num_classes=4))
+    with torch.no_grad():                                              # a trained-looking net: outputs not all zero
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+def test_a_new_guidance_input_is_the_wrapped_network_at_every_w():
+    from dlcourse.consistency import GuidanceInput
+    net = small_unet()
+    wrapped = GuidanceInput(net)
+    x, t, labels = torch.randn(4, 3, 8, 8), torch.full((4,), 700.0), torch.arange(4)
+    assert wrapped.dim == 4 * 16
+    for w in (1.0, 3.0, torch.tensor([0.0, 1.0, 2.0, 7.5])):
+        assert torch.equal(wrapped(x, t, labels, w), net(x, t, labels))
+
+
+def test_w_changes_the_output_and_a_fixed_w_is_a_plain_network_with_a_shifted_time_embedding():
+    """With w fixed the wrapper is the network whose time embedding has the constant MLP(w - 1) added: rebuilt by
+    hand here as a copy of the network whose time_embed adds it; w = 2 and w = 3 differ; no hook is left behind."""
+    from dlcourse.consistency import GuidanceInput
+    net = small_unet()
+    wrapped = GuidanceInput(net)
+    torch.nn.init.normal_(wrapped.w_embed[2].weight, std=0.1)
+    x, t, labels = torch.randn(4, 3, 8, 8), torch.full((4,), 300.0), torch.arange(4)
+    out2, out3 = wrapped(x, t, labels, 2.0), wrapped(x, t, labels, 3.0)
+    assert (out2 - out3).abs().max() > 1e-3 and (out2 - net(x, t, labels)).abs().max() > 1e-3
+
+    class Shifted(torch.nn.Module):
+        def __init__(self, time_embed, shift):
+            super().__init__()
+            self.time_embed, self.shift = time_embed, shift
+
+        def forward(self, t):
+            return self.time_embed(t) + self.shift
+
+    plain = copy.deepcopy(net)
+    plain.time_embed = Shifted(plain.time_embed, wrapped.w_embed(torch.tensor([[1.0]])))   # w - 1 = 1
+    assert torch.allclose(out2, plain(x, t, labels), atol=1e-6)
+    assert torch.equal(net(x, t, labels), small_unet()(x, t, labels))   # the wrapped net is unchanged afterwards
+    rebuilt = GuidanceInput.from_config(wrapped.get_config())
+    rebuilt.load_state_dict(wrapped.state_dict())
+    assert torch.equal(rebuilt(x, t, labels, 2.0), out2)
+    per_example = wrapped(x, t, labels, torch.tensor([2.0, 3.0, 2.0, 3.0]))
+    assert torch.allclose(per_example[::2], out2[::2], atol=1e-6) and torch.allclose(per_example[1::2], out3[1::2],
+                                                                                       atol=1e-6)
+
+
+def test_the_velocity_parametrization_is_one_euler_step_to_t_min_with_the_boundary_exact():
+    """f = x - (t - t_min) F: at t_min exactly x; elsewhere by hand; a flow teacher's own weights then give its
+    one-step guess x - t v up to t_min v (the exact Gaussian flow here)."""
+    torch.manual_seed(2)
+    net = MLPDenoiser(hidden=32, layers=2)
+    model = ConsistencyModel(net, time_scale=1000, parametrization="velocity")
+    x, t = 3 * torch.randn(64, 2), torch.rand(64) * 0.9 + 0.1
+    assert torch.equal(model(x, T_MIN), x)
+    assert torch.allclose(model(x, t), x - (t - T_MIN)[:, None] * net(x, t * 1000), atol=1e-6)
+    flow = ExactGaussianFlow(MU, S)
+    student = ConsistencyModel(flow, parametrization="velocity")
+    x = torch.randn(8, 2, dtype=torch.float64)
+    v = flow(x, torch.full((8,), 0.7, dtype=torch.float64))
+    assert torch.allclose(student(x, 0.7), x - 0.7 * v + T_MIN * v, atol=1e-12)
+    with pytest.raises(ValueError, match="parametrization"):
+        ConsistencyModel(net, parametrization="x0")
