@@ -8,7 +8,7 @@ it) and ``cm_shapes16_unet`` (consistency distillation of the 1-RF, w as an inpu
 ``scripts/train_fewstep.py``, and samples each from the same ``--n`` noises with the same labels (every shape
 equally often) and no guidance: the flows with Euler's method at 1, 2, 4, 8 and 50 steps, the consistency model
 at 1, 2 and 4 calls on even times (``multistep_times``) and at 4 on low re-noising times (1, 0.3, 0.1, 0.05).
-Every row is scored by ``dlcourse.metrics.quality_report`` against ``make_shapes(2 n, seed=1)`` (never trained
+Every row (clamped to [-1, 1]) is scored by ``dlcourse.metrics.quality_report`` against ``make_shapes(2 n, seed=1)`` (never trained
 on): valid fraction, Frechet distance in the judge's features, and beside them the real-vs-real floor and
 matched noise. Time per image: wall-clock of the sampler on one thread divided by n.
 

@@ -8,8 +8,8 @@ The three are small U-Nets (base width 16, 0.21M parameters, 0.8 MB each: the co
 20 MB), class-conditional with the null label 4 (``p_uncond`` 0.1), so classifier-free guidance works and the
 consistency model can take the guidance scale as an input (LCM). Each recipe below is fixed in optimiser steps,
 seeds and one CPU thread, never in seconds; fp32 (bf16 autocast was not faster for a network this small).
-Their figures (quality at 1-50 steps, straightness) come from ``bench/fewstep_shapes.py``; the times here
-were measured on one thread of a shared 2-core AMD EPYC while other jobs ran.
+Their figures (quality at 1-50 steps, straightness) come from ``bench/fewstep_shapes.py`` (bench/README.md);
+on one thread of a shared 2-core AMD EPYC while other jobs ran they took 1677 s, 475 s of pairs + 535 s, and 354 s.
 
 ``flow_shapes16_unet``: flow matching (``dlcourse.rectified_flow.flow_matching_loss``) with SD3's logit-normal
 t (m = 0, s = 1), 6000 steps of 128, AdamW 1e-3 with a cosine decay to 0, EMA 0.999.
