@@ -111,14 +111,21 @@ def reference(module: str) -> types.ModuleType:
     The copy is not the module the notebook imported: replacing ``dlcourse.forward.q_sample`` in the
     notebook does not change ``reference("dlcourse.forward").q_sample``, and :func:`own_work` does not
     count calls to the copy as the learner's. Its own imports (``from .schedules import ...``) are the
-    loaded modules.
+    loaded modules. The model registry (``dlcourse.models.MODELS``) is left as it was: a copy of a module
+    that registers models does not replace the package's classes there.
     """
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None or spec.loader is None:
         raise ValueError(f"module: no module named {module!r}")
     copy = importlib.util.module_from_spec(spec)
     setattr(copy, _REFERENCE_MARK, True)
-    spec.loader.exec_module(copy)
+    from .models import MODELS                   # a copy's @register_model must not replace the package's classes
+    registered = dict(MODELS)
+    try:
+        spec.loader.exec_module(copy)
+    finally:
+        MODELS.clear()
+        MODELS.update(registered)
     return copy
 
 

@@ -110,3 +110,13 @@ def test_hidden_tests_reload_the_checkers_and_bar_the_package_answer(name):
 def test_written_tasks_are_found():
     nb = nbformat.read(ROOT / "solutions" / "01_forward_diffusion" / "01_forward_diffusion.ipynb", as_version=4)
     assert written_tasks(nb) == {"written_closed_form": 3.0}
+
+
+def test_a_reference_copy_leaves_the_model_registry_alone():
+    from dlcourse.conditioning.text_encoder import TextEncoder
+    from dlcourse.models import MODELS
+
+    before = dict(MODELS)
+    copy = reference("dlcourse.conditioning.text_encoder")
+    assert copy.TextEncoder is not TextEncoder                     # a fresh copy of the class...
+    assert MODELS == before and MODELS["TextEncoder"] is TextEncoder   # ...that did not replace the package's
