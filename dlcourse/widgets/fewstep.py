@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from ..plotting import plot_2d
 from ..validation import check_int, check_tensor
 from ._base import figure_png, skip_while_grading
 
@@ -68,12 +69,11 @@ def few_step_figure(samples: dict[str, torch.Tensor], quality: Callable | None =
     fig = Figure(figsize=(size * len(samples), size + 0.4), layout="constrained")
     axes = fig.subplots(1, len(samples), squeeze=False)[0]
     for ax, (name, x) in zip(axes, samples.items()):
-        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
         title = name if calls is None else f"{name}, {calls} call{'s' * (calls > 1)}"
         if quality is not None:
             title += f"\n{quality(x):.1f}x the floor"
-        ax.set_title(title, fontsize=10)
-        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xticks=[], yticks=[])
+        plot_2d(x, ax=ax, title=title, s=2, alpha=0.5)
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xticks=[], yticks=[])
     return figure_png(fig)
 
 
