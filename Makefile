@@ -29,6 +29,12 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not notebooks"
 
+# Runs every notebook in full mode and checks the figures its prose states (before a release; idle machine).
+# Writes bench/full_mode.md and fails if a notebook raises or a figure is out of its range.
+.PHONY: check-full
+check-full: setup
+	MPLBACKEND=Agg $(BIN)/python scripts/check_full.py
+
 # Regenerates the student notebooks in notebooks/ from the sources in solutions/ with nbgrader.
 notebooks: setup
 	$(BIN)/python -m dlcourse.release

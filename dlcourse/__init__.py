@@ -47,6 +47,7 @@ Data, figures and exercises
 - ``dlcourse.plotting``: image grids, 2-D scatter plots, vector fields
 - ``dlcourse.widgets``: the interactive explorers, one module per notebook
 - ``dlcourse.checks``: friendly checks used by the exercises' test cells
+- ``dlcourse.claims``: figures the prose states, with their ranges, checked in full mode (``make check-full``)
 - ``dlcourse.grading``: autograding (nbgrader) that goes on when a submission kills its kernel
 
 Shared helpers
