@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from dlcourse.models import MLPDenoiser
-from dlcourse.samplers import (SAMPLERS, SPACINGS, get_sampler, model_output, respace, sample_ddim, sample_ddpm,
-                               sample_euler, timesteps_for)
+from dlcourse.samplers import (SAMPLERS, SPACINGS, ancestral_sigmas, euler_ancestral_step, euler_step, get_sampler,
+                               model_output, respace, sample_ddim, sample_ddpm, sample_euler, timesteps_for)
 from dlcourse.schedules import cosine_schedule, linear_schedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -217,6 +217,45 @@ def test_ddim_without_noise_is_euler():
             assert torch.allclose(a, b, atol=1e-9, rtol=0)
 
 
+def test_euler_ancestral_step_is_the_ancestral_split():
+    """sigma_up = min(sigma_s, eta sqrt(sigma_s^2 (sigma_t^2 - sigma_s^2) / sigma_t^2)), sigma_down^2 = sigma_s^2 -
+    sigma_up^2, x~_s = x~_t + (sigma_down - sigma_t) eps + sigma_up z, written out here in float64."""
+    g = torch.Generator().manual_seed(0)
+    x_t, eps, z = (torch.randn(6, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    for ab_t, ab_s in [(0.45, 0.6), (1e-4, 0.05), (0.9, 0.99), (0.3, 1.0)]:
+        st, ss = math.sqrt((1 - ab_t) / ab_t), math.sqrt((1 - ab_s) / ab_s)
+        for eta in (0.0, 0.5, 1.0, 3.0):
+            up = min(ss, eta * ss * math.sqrt(st ** 2 - ss ** 2) / st)
+            down = math.sqrt(ss ** 2 - up ** 2)
+            assert down ** 2 + up ** 2 == pytest.approx(ss ** 2)
+            assert ancestral_sigmas(st, ss, eta) == pytest.approx((down, up))
+            want = math.sqrt(ab_s) * (x_t / math.sqrt(ab_t) + (down - st) * eps + up * z)
+            got = euler_ancestral_step(x_t, eps, ab_t, ab_s, z, eta)
+            assert torch.allclose(got, want, atol=1e-10, rtol=1e-10), (ab_t, ab_s, eta)
+        # eta = 0 is Euler's step; the last step (sigma_s = 0) adds no noise and lands on the guess x_0
+        assert torch.allclose(euler_ancestral_step(x_t, eps, ab_t, ab_s, z, 0.0), euler_step(x_t, eps, ab_t, ab_s))
+    assert torch.allclose(euler_ancestral_step(x_t, eps, 0.3, 1.0, None),
+                          (x_t - math.sqrt(0.7) * eps) / math.sqrt(0.3))
+    # with eta = 1 the added variance is that of the variance-exploding posterior q(x~_s | x~_t, x_0)
+    st, ss = 3.0, 1.0
+    assert ancestral_sigmas(st, ss, 1.0)[1] ** 2 == pytest.approx(ss ** 2 * (st ** 2 - ss ** 2) / st ** 2)
+    with pytest.raises(ValueError, match="z: expected standard normal noise"):
+        euler_ancestral_step(x_t, eps, 0.45, 0.6, None, 1.0)
+
+
+def test_euler_ancestral_without_noise_is_euler_and_with_it_draws_from_the_generator():
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for sched in (linear_schedule(1000), cosine_schedule(1000)):
+        model = ExactGaussianDenoiser(sched, 0.5, 0.3)
+        for spacing in ("linspace", "trailing"):
+            a = run("euler_ancestral", model, x_T, sched, 20, spacing=spacing, eta=0.0)
+            b = sample_euler(model, x_T, sched, 20, spacing=spacing, clip_x0=False, progress=False)
+            assert torch.allclose(a, b, atol=1e-12, rtol=0)
+        a, b = (run("euler_ancestral", model, x_T, sched, 20, seed=3) for _ in range(2))
+        c = run("euler_ancestral", model, x_T, sched, 20, seed=4)
+        assert torch.equal(a, b) and (a - c).abs().mean() > 1e-3
+
+
 # --- the distribution of the samples -------------------------------------------------------------
 
 # (sampler, steps, kwargs, std / s allowed range); measured with 20,000 samples: see the docstring
@@ -228,6 +267,8 @@ CASES = [
     ("euler", 100, {}, (0.93, 1.0)),               # 0.96
     ("heun", 100, {}, (0.97, 1.03)),               # 1.006
     ("dpmpp_2m", 100, {}, (0.97, 1.06)),           # 1.035: second order, but widens at 20-50 steps
+    ("euler_ancestral", 100, {}, (0.85, 0.95)),    # 0.90: first order, and its noise ignores the guess's spread
+    ("euler_ancestral", None, {}, (0.95, 1.05)),   # 0.99
 ]
 
 
@@ -388,10 +429,10 @@ def test_bad_arguments_are_named(name):
 
 
 def test_sampler_registry():
-    assert list(SAMPLERS) == ["ddpm", "ddim", "euler", "heun", "dpmpp_2m"]
+    assert list(SAMPLERS) == ["ddpm", "ddim", "euler", "heun", "dpmpp_2m", "euler_ancestral"]
     assert get_sampler("ddim") is sample_ddim and get_sampler("ddpm") is sample_ddpm
     with pytest.raises(ValueError, match="name: expected one of 'ddpm', 'ddim', 'euler', 'heun', 'dpmpp_2m', "
-                                         "got 'dpm'"):
+                                         "'euler_ancestral', got 'dpm'"):
         get_sampler("dpm")
     with pytest.raises(ValueError, match="eta: expected a number >= 0, got -1"):
         sample_ddim(ExactGaussianDenoiser(linear_schedule(10), 0.0, 1.0), torch.randn(2, 1), linear_schedule(10),

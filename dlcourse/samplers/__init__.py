@@ -8,15 +8,16 @@ Every sampler has the same signature::
 
 so changing sampler means changing one name (``SAMPLERS`` maps names to them):
 
-    ============  ============================================  ============  ==============
-    name          method                                        model calls   order
-    ============  ============================================  ============  ==============
-    "ddpm"        ancestral sampling (Ho et al. 2020)           steps         stochastic
-    "ddim"        DDIM with ``eta`` (Song et al. 2021)          steps         1 with eta = 0
-    "euler"       Euler on the PF-ODE (Karras et al. 2022)      steps         1
-    "heun"        Heun on the PF-ODE (Karras et al. 2022)       2 steps - 2   2
-    "dpmpp_2m"    DPM-Solver++(2M) (Lu et al. 2022)             steps         2
-    ============  ============================================  ============  ==============
+    =================  ==========================================  ============  ==============
+    name               method                                      model calls   order
+    =================  ==========================================  ============  ==============
+    "ddpm"             ancestral sampling (Ho et al. 2020)         steps         stochastic
+    "ddim"             DDIM with ``eta`` (Song et al. 2021)        steps         1 with eta = 0
+    "euler"            Euler on the PF-ODE (Karras et al. 2022)    steps         1
+    "euler_ancestral"  Euler with fresh noise, ``eta``             steps         stochastic
+    "heun"             Heun on the PF-ODE (Karras et al. 2022)     2 steps - 2   2
+    "dpmpp_2m"         DPM-Solver++(2M) (Lu et al. 2022)           steps         2
+    =================  ==========================================  ============  ==============
 
 ``steps=None`` visits all T timesteps; ``spacing`` picks which ones otherwise
 (``timesteps_for``). ``clip_x0`` clamps the model's x_0 guess to [-1, 1]: right
@@ -42,6 +43,7 @@ from .ddpm import ddpm_loop, ddpm_step, sample_ddpm
 from .denoiser import Denoiser, FlowDenoiser, VPDenoiser, flow_times, model_output, vp_times
 from .dpmpp_2m import dpmpp_2m_loop, dpmpp_2m_step, sample_dpmpp_2m
 from .euler import euler_loop, euler_step, sample_euler
+from .euler_ancestral import ancestral_sigmas, euler_ancestral_loop, euler_ancestral_step, sample_euler_ancestral
 from .heun import heun_loop, heun_step, sample_heun
 from .spacing import SPACINGS, respace, timesteps_for
 
@@ -52,13 +54,15 @@ SAMPLERS = {
     "euler": sample_euler,
     "heun": sample_heun,
     "dpmpp_2m": sample_dpmpp_2m,
+    "euler_ancestral": sample_euler_ancestral,
 }
 
 # <name>_loop(denoiser, x_T, times, ...): any Denoiser, VP or flow
-LOOPS = {"ddpm": ddpm_loop, "ddim": ddim_loop, "euler": euler_loop, "heun": heun_loop, "dpmpp_2m": dpmpp_2m_loop}
+LOOPS = {"ddpm": ddpm_loop, "ddim": ddim_loop, "euler": euler_loop, "heun": heun_loop, "dpmpp_2m": dpmpp_2m_loop,
+         "euler_ancestral": euler_ancestral_loop}
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM (eta = 0)", "euler": "Euler (PF-ODE)",
-                  "heun": "Heun (PF-ODE)", "dpmpp_2m": "DPM-Solver++(2M)"}
+                  "heun": "Heun (PF-ODE)", "dpmpp_2m": "DPM-Solver++(2M)", "euler_ancestral": "Euler ancestral"}
 
 
 def model_calls(name: str, steps: int) -> int:
@@ -75,9 +79,11 @@ def get_sampler(name: str):
 
 
 __all__ = [
-    "Denoiser", "FlowDenoiser", "LOOPS", "SAMPLERS", "SAMPLER_LABELS", "SPACINGS", "VPDenoiser", "ddim_loop",
-    "ddim_step", "ddpm_loop", "ddpm_step", "dpmpp_2m_loop", "dpmpp_2m_step", "euler_loop", "euler_step",
+    "Denoiser", "FlowDenoiser", "LOOPS", "SAMPLERS", "SAMPLER_LABELS", "SPACINGS", "VPDenoiser", "ancestral_sigmas",
+    "ddim_loop", "ddim_step", "ddpm_loop", "ddpm_step", "dpmpp_2m_loop", "dpmpp_2m_step", "euler_ancestral_loop",
+    "euler_ancestral_step", "euler_loop", "euler_step",
     "flow_times", "get_sampler", "heun_loop", "heun_step", "model_calls", "model_output",
-    "respace", "run_loop", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler", "sample_heun",
+    "respace", "run_loop", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler",
+    "sample_euler_ancestral", "sample_heun",
     "timesteps_for", "vp_times",
 ]
