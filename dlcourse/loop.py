@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from .batches import batch_tensors, move_batch
 from .device import autocast_dtype, fastest_autocast_dtype, get_device
 from .ema import EMA
+from .fast import fast_mode
 from .validation import check_choice, check_int, check_number, check_positive
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -198,6 +199,18 @@ def measure_precision(model: nn.Module, batch, loss_fn, config: TrainConfig) -> 
             p.grad = None
 
 
+def _end_bar_at_time_budget(bar, done: int, seconds: float) -> None:
+    """Stopping at the time budget is the plan, not a failure: the bar ends full, saying so.
+
+    (A notebook's bar left short of its step budget ends red, as after an error.)
+    """
+    if not bar.disable and bar.total and done < bar.total:
+        why = "fast mode's" if fast_mode() else "the"
+        bar.set_description(f"training: stopped at {why} {seconds:g} s budget after {done} of {bar.total} steps")
+        bar.total = done
+        bar.refresh()
+
+
 def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainConfig) -> TrainResult:
     """Train ``model`` with AdamW on ``loss_fn`` over ``batches`` until the budget is spent.
 
@@ -261,6 +274,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
                     bar.set_postfix(loss=f"{sum(losses[-10:]) / 10:.4f}")
                 bar.update(1)
                 if config.seconds is not None and time.perf_counter() - start >= config.seconds:
+                    _end_bar_at_time_budget(bar, done, config.seconds)
                     break
         except KeyboardInterrupt:
             interrupted = True

@@ -155,6 +155,20 @@ def test_explorer_slider_and_selector_redraw():
     assert box.images[0].value == png_bytes(images[2], 160)
 
 
+def test_explorer_shows_its_three_pictures_at_one_size_with_aligned_captions():
+    images = make_images(2)
+    box = denoise_explorer(Oracle(images[0], SCHEDULE, "epsilon"), images, SCHEDULE, display_size=100)
+    side = images.shape[-1] * (100 // images.shape[-1])                  # enlarged by a whole factor, <= 100 px
+    columns = box.children[2].children
+    assert len(columns) == 3
+    for column, picture, caption in zip(columns, box.images, box.captions):
+        # a column as wide as its picture: a long caption wraps instead of widening it
+        assert column.children == (picture, caption)
+        assert column.layout.width == caption.layout.width == picture.layout.width == f"{side}px"
+        assert picture.layout.height == f"{side}px"
+    assert box.children[2].layout.align_items == "flex-start", "pictures, then captions, start at one height"
+
+
 def test_explorer_errors_name_the_argument():
     with pytest.raises(ValueError, match="images"):
         denoise_explorer(Zero(), make_images(1)[0], SCHEDULE)

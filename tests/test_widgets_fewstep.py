@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from dlcourse import widgets as W
 from dlcourse.widgets import SKIPPED, few_step_explorer, few_step_figure, few_step_samples
 
 
@@ -41,6 +42,7 @@ def test_explorer_redraws_when_the_slider_moves():
     first = box.image.value
     box.slider.value = 4
     assert box.image.value != first and torch.allclose(box.last["halving"], x_T / 16)
+    assert box.image.layout.width == f"{W._base.png_size(box.image.value)[0]}px", "shown at its own size"
 
 
 def test_bad_arguments_are_named(monkeypatch):

@@ -141,7 +141,84 @@ def test_player_slider_spans_frames_and_swaps_the_image():
     box.slider.value = 5  # what the Play button does through jslink in the browser
     assert box.image.value == frames[5].png != frames[0].png
     assert box.label.value == frames[5].label
-    assert box.image in box.children and any(box.slider in c.children for c in box.children[:1])
+    assert box.slider in box.children[0].children and box.image in box.children[2].children
+    assert box.stats in box.children[2].children, "the histogram and SNR panel sits beside the picture"
+
+
+def test_player_shows_its_pictures_at_their_own_size():
+    box = W.forward_reverse_player(X0, linear_schedule(50), n_frames=3)
+    # 32 px x 8 = 256 px, and the 512 x 256 panel: never stretched to the output's width
+    assert (box.image.layout.width, box.image.layout.height) == ("256px", "256px")
+    assert (box.stats.layout.width, box.stats.layout.height) == ("512px", "256px")
+
+
+def test_player_panel_moves_with_the_frame():
+    box = W.forward_reverse_player(X0, linear_schedule(50), n_frames=4)
+    pngs = W.forward_reverse_stats_pngs(box.frames)
+    assert box.stats.value == pngs[0]
+    box.slider.value = 4                                    # the last forward frame, t = T - 1
+    assert box.stats.value == pngs[4] != pngs[0]
+    assert box.frames[4].t == 49
+
+
+# --- the histogram and SNR panel ------------------------------------------------------------
+
+def test_pixel_histogram_is_a_density_matching_numpy():
+    x = torch.randn(3, 40, 40, generator=torch.Generator().manual_seed(0)).clamp(-3.9, 3.9)
+    h = W.pixel_histogram(x)
+    width = np.diff(W.HIST_EDGES)
+    assert h.shape == (48,) and math.isclose(float((h * width).sum()), 1.0, rel_tol=1e-12)
+    counts, _ = np.histogram(x.double().numpy(), bins=W.HIST_EDGES)
+    np.testing.assert_allclose(h * width * x.numel(), counts, rtol=1e-9)
+
+
+def test_pixel_histogram_counts_values_outside_in_the_end_bins():
+    h = W.pixel_histogram(torch.tensor([-9.0, 0.1, 9.0]), edges=[-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(h, [1 / 3, 2 / 3])          # -9 in the first bin; 0.1 and 9 in the last
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(image=torch.zeros(0)), "image"), (dict(image=[0.0]), "image"),
+    (dict(image=torch.zeros(3), edges=[1.0, 0.0]), "edges"), (dict(image=torch.zeros(3), edges=[0.0]), "edges"),
+])
+def test_pixel_histogram_errors_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name}: "):
+        W.pixel_histogram(**kwargs)
+
+
+def test_the_histogram_reaches_n01_as_the_chain_ends(frames):
+    # the closed form: x_{T-1} ~ N(sqrt(ab) x_0, 1 - ab) with ab ~ 4e-5, so its pixels follow N(0, 1)
+    centres = (W.HIST_EDGES[1:] + W.HIST_EDGES[:-1]) / 2
+    normal = np.exp(-centres ** 2 / 2) / math.sqrt(2 * math.pi)
+    width = np.diff(W.HIST_EDGES)
+
+    def l1(image):                                          # total variation against N(0, 1), 0..2
+        return float(np.abs(W.pixel_histogram(image) - normal) @ width)
+
+    noise, clean = frames.half("forward")[-1], frames[0]
+    assert l1(noise.image) < 0.15, "3072 pixels of N(0, 1): the histogram is close to its density"
+    assert l1(clean.image) > 0.5, "the clean image's pixels are nothing like N(0, 1)"
+
+
+def test_frames_carry_the_snr_and_the_curve(frames):
+    ab = linear_schedule(1000).alphas_cumprod.double()
+    np.testing.assert_allclose(frames.log_snr, (ab / (1 - ab)).log().numpy(), rtol=1e-10)
+    assert frames[0].snr == math.inf
+    f = frames.half("forward")[3]
+    assert math.isclose(f.snr, f.alpha_bar / (1 - f.alpha_bar)) and math.isclose(math.log(f.snr), frames.log_snr[f.t],
+                                                                                 rel_tol=1e-6)
+
+
+def test_stats_pngs_one_per_frame_each_its_own(frames):
+    pngs = W.forward_reverse_stats_pngs(frames)
+    assert len(pngs) == len(frames)
+    images = [np.asarray(Image.open(io.BytesIO(p)).convert("RGB")) for p in pngs]
+    assert images[0].shape == (256, 512, 3)
+    n = len(frames) // 2
+    # the clean image's panel shows at both ends of the film; every noisy frame's differs from it
+    assert np.array_equal(images[0], images[-1])
+    assert all(not np.array_equal(images[0], images[i]) for i in range(1, n))
+    assert not np.array_equal(images[1], images[n - 1])
 
 
 def test_player_uses_fewer_frames_in_fast_mode(monkeypatch):

@@ -106,6 +106,10 @@ def test_explorer_builds_headless_and_redraws():
     assert "b, w = 3" in box.label.value and "4 of those show a b" in box.label.value
     grid = guided_grid(model, SCHEDULE, 1, 3.0, n=4, steps=5, image_shape=SHAPE)
     assert box.image.value == png_bytes(image_grid(grid, nrow=2), 400), "the image is guided_grid's"
+    width, height = Image.open(io.BytesIO(box.image.value)).size
+    assert (box.image.layout.width, box.image.layout.height) == (f"{width}px", f"{height}px"), \
+        "shown at its own size, not stretched to the output's width"
+    assert width <= 400
 
 
 def test_explorer_errors_name_the_argument():

@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from dlcourse import widgets as W  # noqa: E402
 from dlcourse.widgets import SKIPPED, Interpolation, latent_explorer, latent_interpolation  # noqa: E402
 
 
@@ -102,6 +103,8 @@ def test_explorer_redraws_when_the_slider_moves():
     first = (box.pixel.value, box.latent.value)
     box.slider.value = 1.0
     assert (box.pixel.value, box.latent.value) != first and "a = 1.00" in box.label.value
+    for image in (box.pixel, box.latent, box.channels):    # shown at their own size, not stretched
+        assert image.layout.width == f"{W._base.png_size(image.value)[0]}px"
 
 
 def test_explorer_is_skipped_while_grading(monkeypatch, capsys):

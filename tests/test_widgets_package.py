@@ -156,3 +156,40 @@ def test_on_cuda_a_seed_gives_what_it_gives_on_the_cpu():
     a = W.guided_grid(cpu, SCHEDULE, 1, 2.0, n=4, steps=10, image_shape=(3, 8, 8))
     b = W.guided_grid(gpu, SCHEDULE, 1, 2.0, n=4, steps=10, image_shape=(3, 8, 8))
     torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+# --- what every widget shares: pictures at their own size, figures without pyplot ------------
+
+def test_png_bytes_enlarges_by_a_whole_factor_within_the_display_size():
+    from PIL import Image
+    import io
+
+    image = torch.rand(3, 30, 20) * 2 - 1
+    for size, k in [(256, 8), (239, 7), (30, 1), (10, 1)]:      # 256 // 30 = 8; never above the size, but >= 1
+        png = W.png_bytes(image, size)
+        assert Image.open(io.BytesIO(png)).size == (20 * k, 30 * k)
+        assert W._base.png_size(png) == (20 * k, 30 * k)
+
+
+def test_png_size_refuses_what_is_not_a_png():
+    with pytest.raises(ValueError, match="png: expected PNG bytes"):
+        W._base.png_size(b"GIF89a" + bytes(30))
+
+
+def test_image_widget_is_shown_at_the_pngs_own_size():
+    png_a, png_b = W.png_bytes(torch.zeros(3, 16, 16), 160), W.png_bytes(torch.zeros(3, 8, 24), 200)
+    image = W._base.image_widget(png_a)
+    assert image.value == png_a and (image.layout.width, image.layout.height) == ("160px", "160px")
+    assert image.layout.max_width == "100%" and image.layout.object_fit == "contain"   # narrower outputs: shrink
+    W._base.set_png(image, png_b)
+    assert image.value == png_b and (image.layout.width, image.layout.height) == ("192px", "64px")
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.stem)
+def test_no_widget_module_uses_pyplot(path):
+    # a pyplot figure still open when the cell ends is displayed a second time by the kernel's hook
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) and node.module
+                 else [])
+        assert not any("pyplot" in n for n in names), f"{path.name} imports pyplot: build a matplotlib.figure.Figure"

@@ -15,7 +15,7 @@ from PIL import Image
 
 from dlcourse.samplers import SAMPLERS, SPACINGS, get_sampler, model_calls
 from dlcourse.schedules import cosine_schedule, linear_schedule
-from dlcourse.widgets import SKIPPED, sampler_explorer, sampler_preview
+from dlcourse.widgets import SKIPPED, sampler_explorer, sampler_preview, sampler_verdict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -137,6 +137,56 @@ def test_explorer_builds_and_redraws():
     expected, _ = sampler_preview(model, sched, "heun", 10, n=8, shape=(3, 4, 4), spacing="karras")
     torch.testing.assert_close(box.last[0], expected)
     assert not torch.equal(box.last[0], linspace_grid), "the spacing changes the samples"
+
+
+class FakeJudge:
+    """Accepts the samples whose mean pixel is above MU: about half of them."""
+
+    def predict(self, x):
+        return {"valid": x.flatten(1).mean(1) > MU}
+
+
+def test_sampler_verdict_counts_what_the_judge_accepts():
+    images = torch.full((5, 3, 4, 4), MU) + torch.tensor([-1, 1, 1, -1, 1.0]).view(5, 1, 1, 1) * 0.1
+    assert sampler_verdict(FakeJudge(), images) == (3, "the judge accepts 3 of 5 as clean shapes (60%)")
+    with pytest.raises(TypeError, match="^judge: expected a dlcourse.judge.Judge"):
+        sampler_verdict("judge", images)
+
+
+def test_explorer_gives_the_judges_verdict_on_every_redraw():
+    sched = cosine_schedule(100)
+    box = sampler_explorer(ExactGaussian(sched), sched, name="ddim", steps=5, n=8, shape=(3, 4, 4), judge=FakeJudge())
+    assert box.verdict in box.children and box.verdict.value == sampler_verdict(FakeJudge(), box.last[0])[1]
+    box.slider.value = 2
+    assert box.verdict.value == sampler_verdict(FakeJudge(), box.last[0])[1]
+    assert sampler_explorer(ExactGaussian(sched), sched, steps=5, n=2, shape=(3, 4, 4), judge=None).verdict.value == ""
+    with pytest.raises(ValueError, match="^judge: "):
+        sampler_explorer(ExactGaussian(sched), sched, steps=5, n=2, shape=(3, 4, 4), judge="strict")
+
+
+def test_explorer_loads_the_shipped_judge_for_rgb_images():
+    from dlcourse.judge import Judge
+
+    sched = cosine_schedule(100)
+    box = sampler_explorer(ExactGaussian(sched), sched, steps=3, n=4, shape=(3, 16, 16))
+    assert isinstance(box.judge, Judge) and box.verdict.value.startswith("the judge accepts ")
+    assert box.verdict.value == sampler_verdict(box.judge, box.last[0])[1]
+    grey = sampler_explorer(ExactGaussian(sched), sched, steps=3, n=4, shape=(1, 16, 16))
+    assert grey.judge is None and grey.verdict.value == "", "the judge scores colour shapes only"
+
+
+def test_explorer_slider_reaches_200_steps_and_says_its_range():
+    # notebook 04 suggests DDPM at 200 steps: the slider must reach it, not clamp it to a lower maximum
+    model = ExactGaussian(SCHEDULE)
+    box = sampler_explorer(model, SCHEDULE, name="ddpm", steps=20, n=2, shape=(3, 4, 4), judge=None)
+    assert box.slider.max == 200
+    box.slider.value = 200
+    assert box.slider.value == 200 and "DDPM (ancestral), 200 steps (linspace) = 200 network calls" in box.label.value
+    assert any(getattr(c, "value", None) == "(1 to 200)" for c in box.children[0].children), "the range is shown"
+    small = cosine_schedule(50)
+    assert sampler_explorer(ExactGaussian(small), small, steps=5, n=2, shape=(3, 4, 4), judge=None).slider.max == 50
+    width = Image.open(io.BytesIO(box.image.value)).size[0]
+    assert box.image.layout.width == f"{width}px" and width <= 720, "the grid at its own size"
 
 
 def test_explorer_errors_name_the_argument():

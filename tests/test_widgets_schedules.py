@@ -4,6 +4,7 @@ Runs headless (no browser, no kernel); the builder returns None while nbgrader e
 """
 
 import matplotlib
+import matplotlib.figure
 
 matplotlib.use("Agg")
 
@@ -127,6 +128,17 @@ def test_schedule_explorer_redraws_on_slider_and_toggle():
     assert after_slider != first
     box.buttons.value = "linear"
     assert png() not in (first, after_slider)
+
+
+def test_no_pyplot_figure_is_left_open():
+    # an open pyplot figure is displayed again by the kernel after the cell: a second copy of the explorer
+    before = plt.get_fignums()
+    fig = schedule_figure(X0, collect_schedules(T=100), "cosine", 10)
+    assert isinstance(fig, matplotlib.figure.Figure) and fig.canvas.manager is None, "not a pyplot figure"
+    box = schedule_explorer(X0, T=100)
+    box.slider.value = 70
+    box.buttons.value = "linear"
+    assert plt.get_fignums() == before
 
 
 def test_schedule_explorer_accepts_the_learners_schedules():

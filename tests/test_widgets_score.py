@@ -68,10 +68,31 @@ def test_frame_png_is_an_image():
 
 def test_explorer_moves_between_levels_headless():
     box = score_explorer(exact, SIGMAS, n=7)
-    assert box.slider.max == 2 and "sigma = 2" in box.label.value
+    assert box.slider.max == 3 and "sigma = 2" in box.label.value
     first = box.image.value
-    box.slider.value = 2
+    box.slider.value = 3
     assert box.image.value != first and "sigma = 0.1" in box.label.value
+    assert box.image.layout.width == "400px", "the 400 px figure is shown at its own size"
+
+
+def test_explorer_slider_counts_levels_as_the_title_does(monkeypatch):
+    import dlcourse.widgets.score as module
+
+    titles = {}
+
+    def recording(frame, lim=2.5, clim=None, title=None):
+        png = score_frame_png(frame, lim, clim, title)
+        titles[png] = title
+        return png
+
+    monkeypatch.setattr(module, "score_frame_png", recording)
+    box = score_explorer(exact, SIGMAS, n=7)
+    assert (box.slider.min, box.slider.max, box.slider.value) == (1, 3, 1)
+    for level in (1, 3, 2):
+        box.slider.value = level
+        sigma = SIGMAS[level - 1]
+        assert titles[box.image.value] == f"level {level} of 3: sigma = {sigma:.3g}"
+        assert box.label.value.startswith(f"level {level} of 3, sigma = {sigma:.4g}")
 
 
 def test_explorer_builds_nothing_while_grading(monkeypatch, capsys):

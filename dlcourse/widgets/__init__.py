@@ -3,10 +3,11 @@
 Every widget is a thin shell around a plain function that does the computation and is
 tested on its own; one module per notebook:
 
-    forward     (01)  forward_reverse_frames -> forward_reverse_player    an image into noise and back
+    forward     (01)  forward_reverse_frames -> forward_reverse_player    an image into noise and back, with its
+                      pixel_histogram, forward_reverse_stats_pngs          histogram against N(0, 1) and its SNR
     schedules   (02)  schedule_curves, schedule_figure -> schedule_explorer   alpha_bar_t and log-SNR, toggled
     denoise     (03)  denoise_preview, denoise_strip -> denoise_explorer   the model's guess of x_0 at each t
-    samplers    (04)  sampler_preview -> sampler_explorer                  sampler, steps and spacing, timed
+    samplers    (04)  sampler_preview, sampler_verdict -> sampler_explorer  sampler, steps and spacing, timed, judged
     guidance    (05)  guided_grid -> guidance_explorer                     the guidance scale w, slid
     latent      (06)  latent_interpolation -> latent_explorer              pixel against latent interpolation
     fewstep     (08)  few_step_samples, few_step_figure -> few_step_explorer   samplers side by side at 1-8 calls
@@ -14,7 +15,10 @@ tested on its own; one module per notebook:
 
 What they share lives in ``_base``: a computation that takes a model runs it on the model's
 device (``dlcourse.device.model_device``) and gives back CPU tensors; seeded noise is drawn
-on the CPU and moved, so a seed shows the same picture on every device. Notebooks are also
+on the CPU and moved, so a seed shows the same picture on every device. Pictures are
+enlarged by whole pixels and shown at their own size (``_base.image_widget``), never stretched
+to the output's width; figures are ``matplotlib.figure.Figure``s, never pyplot's, so nothing is
+left open for the kernel to display a second time. Notebooks are also
 executed without a browser (tests, nbgrader): the builders never block, and while nbgrader
 executes a notebook (``dlcourse.fast.grading()``) they build nothing, print ``SKIPPED`` and
 return None.
@@ -23,19 +27,21 @@ return None.
 from ._base import SKIPPED, png_bytes, show
 from .denoise import denoise_explorer, denoise_preview, denoise_strip
 from .fewstep import few_step_explorer, few_step_figure, few_step_samples
-from .forward import Frame, ForwardReverseFrames, forward_reverse_frames, forward_reverse_player
+from .forward import (HIST_EDGES, ForwardReverseFrames, Frame, forward_reverse_frames, forward_reverse_player,
+                      forward_reverse_stats_pngs, pixel_histogram)
 from .guidance import guidance_explorer, guided_grid
 from .latent import Interpolation, latent_explorer, latent_interpolation
-from .samplers import sampler_explorer, sampler_preview
+from .samplers import sampler_explorer, sampler_preview, sampler_verdict
 from .schedules import collect_schedules, schedule_curves, schedule_explorer, schedule_figure
 from .score import ScoreFrame, score_explorer, score_frame_png, score_frames
 
 __all__ = [
     "SKIPPED", "png_bytes", "show",
-    "Frame", "ForwardReverseFrames", "forward_reverse_frames", "forward_reverse_player",
+    "Frame", "ForwardReverseFrames", "HIST_EDGES", "forward_reverse_frames", "forward_reverse_player",
+    "forward_reverse_stats_pngs", "pixel_histogram",
     "collect_schedules", "schedule_curves", "schedule_explorer", "schedule_figure",
     "denoise_explorer", "denoise_preview", "denoise_strip",
-    "sampler_explorer", "sampler_preview",
+    "sampler_explorer", "sampler_preview", "sampler_verdict",
     "guidance_explorer", "guided_grid",
     "Interpolation", "latent_explorer", "latent_interpolation",
     "few_step_explorer", "few_step_figure", "few_step_samples",

@@ -2,8 +2,12 @@
 
     skip_while_grading()          True (after printing SKIPPED) while nbgrader executes a notebook
     check_image(name, x)          a (C, H, W) float image, detached, on the CPU
-    png_bytes(image, size)        an image as PNG bytes, enlarged by whole pixels
-    figure_png(fig)               a matplotlib figure as PNG bytes
+    png_bytes(image, size)        an image as PNG bytes, enlarged by whole pixels, at most ``size`` across
+    png_size(png)                 (width, height) of PNG bytes
+    image_widget(png)             an ``ipywidgets.Image`` shown at the PNG's own size, never stretched
+    set_png(widget, png)          put new PNG bytes in such a widget, its displayed size following
+    figure_png(fig)               a matplotlib figure as PNG bytes (figures are ``matplotlib.figure.Figure``,
+                                  never pyplot's: a pyplot figure left open is displayed a second time)
     figure_output(fig, text)      a figure as a notebook display_data output
     show(widget)                  display a widget, or nothing for None
 """
@@ -50,18 +54,52 @@ def check_image(name: str, x, *, channels=(1, 3)) -> torch.Tensor:
 
 
 def png_bytes(image, display_size: int = 256) -> bytes:
-    """PNG of an image, enlarged by whole pixels to about ``display_size``.
+    """PNG of an image, enlarged by the largest whole factor that keeps it within ``display_size`` pixels.
 
     ``image`` is a (C, H, W) tensor in [-1, 1], or the uint8 array ``to_uint8`` makes of one.
+    An image already larger than ``display_size`` keeps its own size.
     """
     from PIL import Image
 
     pil = Image.fromarray(image if isinstance(image, np.ndarray) else to_uint8(image))
-    k = max(1, round(display_size / max(pil.size)))
+    k = max(1, display_size // max(pil.size))
     pil = pil.resize((pil.width * k, pil.height * k), Image.NEAREST)  # crisp pixels, no blur
     buf = io.BytesIO()
     pil.save(buf, format="png")
     return buf.getvalue()
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels of PNG bytes (or a memoryview of them), read from the PNG header."""
+    data = bytes(png[:24]) if isinstance(png, (bytes, bytearray, memoryview)) else None
+    if data is None or len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"png: expected PNG bytes, got {type(png).__name__}"
+                         + ("" if data is None else f" starting {data[:8]!r}"))
+    png = data
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def set_png(image, png: bytes) -> None:
+    """Show ``png`` in the ``ipywidgets.Image`` ``image`` at one screen pixel per PNG pixel.
+
+    Without a size of its own, JupyterLab stretches an image widget to the output's full width
+    (a 256 px picture shown 930 px wide, blurred, the controls pushed off the screen). The
+    layout's width and height are set to the PNG's; on a narrower output it shrinks, keeping
+    its proportions (``object-fit: contain``).
+    """
+    width, height = png_size(png)
+    image.value = png
+    image.layout.width, image.layout.height = f"{width}px", f"{height}px"
+
+
+def image_widget(png: bytes | None = None):
+    """An ``ipywidgets.Image`` shown at its PNG's own size (see :func:`set_png`)."""
+    import ipywidgets as w
+
+    image = w.Image(format="png", layout=w.Layout(max_width="100%", object_fit="contain", flex="0 0 auto"))
+    if png is not None:
+        set_png(image, png)
+    return image
 
 
 def figure_png(fig, dpi: int = 80) -> bytes:

@@ -23,7 +23,7 @@ from ..parameterization import PREDICTION_TYPES, to_x0_eps
 from ..schedules import NoiseSchedule
 from ..tensors import eval_mode, seeded_noise
 from ..validation import check_choice, check_int, check_schedule, check_tensor, check_timesteps
-from ._base import check_image, png_bytes, skip_while_grading
+from ._base import check_image, image_widget, png_bytes, png_size, set_png, skip_while_grading
 
 __all__ = ["denoise_explorer", "denoise_preview", "denoise_strip"]
 
@@ -115,8 +115,14 @@ def denoise_explorer(model, images: torch.Tensor, schedule: NoiseSchedule, *, t:
 
     slider = w.IntSlider(value=t, min=0, max=T - 1, step=1, description="t", continuous_update=True)
     selector = w.Dropdown(options=[(name, i) for i, name in enumerate(labels)], value=0, description="image")
-    pictures = [w.Image(format="png") for _ in range(3)]
-    captions = [w.Label(value=c) for c in ("clean x_0", "noisy x_t (the model's input)", "the model's guess of x_0")]
+    pictures = [image_widget() for _ in range(3)]
+    # One column per picture, each as wide as the pictures (all N images share one size): the
+    # captions wrap inside it instead of widening their column, so the three pictures show at
+    # one size, side by side, their captions starting at one height.
+    width = png_size(png_bytes(images[0], display_size))[0]
+    captions = [w.HTML(value=f"<div style='line-height: 1.3; text-align: center'>{c}</div>",
+                       layout=w.Layout(width=f"{width}px"))
+                for c in ("clean x_0", "noisy x_t (the model's input)", "the model's guess of x_0")]
     label = w.Label()
     ab = schedule.alphas_cumprod.cpu()
 
@@ -125,7 +131,7 @@ def denoise_explorer(model, images: torch.Tensor, schedule: NoiseSchedule, *, t:
         x_t, guess = denoise_preview(model, x_0, schedule, int(slider.value), seed=seed,
                                      prediction_type=prediction_type)
         for picture, x in zip(pictures, (x_0, x_t, guess)):
-            picture.value = png_bytes(x, display_size)
+            set_png(picture, png_bytes(x, display_size))
         err = float((guess.clamp(-1, 1) - x_0).square().mean())
         label.value = (f"t = {slider.value} / {T - 1}, alpha_bar_t = {float(ab[slider.value]):.4g}; "
                        f"mean squared error of the guess: {err:.4f}")
@@ -133,7 +139,10 @@ def denoise_explorer(model, images: torch.Tensor, schedule: NoiseSchedule, *, t:
     slider.observe(redraw, names="value")
     selector.observe(redraw, names="value")
     redraw()
-    columns = w.HBox([w.VBox([p, c]) for p, c in zip(pictures, captions)])
+    column = w.Layout(width=f"{width}px", align_items="center", margin="0 12px 0 0")
+    columns = w.HBox([w.VBox([p, c], layout=column) for p, c in zip(pictures, captions)],
+                     layout=w.Layout(align_items="flex-start"))
     box = w.VBox([w.HBox([selector, slider]), label, columns])
     box.slider, box.selector, box.label, box.images, box.redraw = slider, selector, label, pictures, redraw
+    box.captions = captions
     return box

@@ -21,7 +21,7 @@ import torch
 
 from ..plotting import plot_2d
 from ..validation import check_int, check_tensor
-from ._base import figure_png, skip_while_grading
+from ._base import figure_png, image_widget, set_png, skip_while_grading
 
 __all__ = ["few_step_explorer", "few_step_figure", "few_step_samples"]
 
@@ -104,7 +104,7 @@ def few_step_explorer(samplers: dict[str, Callable], x_T: torch.Tensor, quality:
         raise ValueError(f"calls: expected one of {CALLS}, got {calls!r}")
     slider = widgets.SelectionSlider(options=list(CALLS), value=calls, description="network calls",
                                      continuous_update=False)
-    image = widgets.Image(format="png")
+    image = image_widget()
     box = widgets.VBox([slider, image])
     cache = {}
 
@@ -112,7 +112,7 @@ def few_step_explorer(samplers: dict[str, Callable], x_T: torch.Tensor, quality:
         k = int(slider.value)
         if k not in cache:
             cache[k] = few_step_samples(samplers, x_T, k)
-        image.value = few_step_figure(cache[k], quality, calls=k, lim=lim)
+        set_png(image, few_step_figure(cache[k], quality, calls=k, lim=lim))
         box.last = cache[k]
 
     slider.observe(redraw, names="value")

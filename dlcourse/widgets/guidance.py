@@ -27,7 +27,7 @@ from ..samplers import sample_ddim
 from ..schedules import NoiseSchedule
 from ..tensors import seeded_noise
 from ..validation import check_int, check_number, check_positive, check_schedule
-from ._base import png_bytes, skip_while_grading
+from ._base import image_widget, png_bytes, set_png, skip_while_grading
 
 __all__ = ["guidance_explorer", "guided_grid"]
 
@@ -87,7 +87,7 @@ def guidance_explorer(model, schedule: NoiseSchedule, *, class_names=None, label
         judge: optional ``dlcourse.judge.Judge``: then the caption also says how many samples
             it accepts as valid and how many of those show the requested class.
         w_max: the slider's largest w.
-        display_size: the grid is enlarged to about this many pixels.
+        display_size: the grid is enlarged by whole pixels to at most this many pixels.
 
     Returns:
         An ``ipywidgets.VBox`` with attributes ``slider`` (w), ``selector`` (the class),
@@ -110,13 +110,13 @@ def guidance_explorer(model, schedule: NoiseSchedule, *, class_names=None, label
                                  continuous_update=False, readout_format=".1f")
     selector = widgets.Dropdown(options=[(name, c) for c, name in enumerate(names)], value=label,
                                 description="class")
-    image = widgets.Image(format="png")
+    image = image_widget()
     caption = widgets.Label()
 
     def redraw(_=None):
         c, scale = int(selector.value), float(slider.value)
         x = guided_grid(model, schedule, c, scale, n=n, seed=seed, steps=steps, image_shape=image_shape)
-        image.value = png_bytes(image_grid(x, nrow=nrow), display_size)
+        set_png(image, png_bytes(image_grid(x, nrow=nrow), display_size))
         kind = "unconditional" if scale == 0 else "conditional, no guidance" if scale == 1 else "guided"
         text = f"{names[c]}, w = {scale:g} ({kind})"
         if judge is not None:

@@ -24,7 +24,7 @@ from ..device import model_device
 from ..plotting import image_grid
 from ..tensors import eval_mode
 from ..validation import check_int, check_number
-from ._base import check_image, png_bytes, skip_while_grading
+from ._base import check_image, image_widget, png_bytes, set_png, skip_while_grading
 
 __all__ = ["Interpolation", "latent_explorer", "latent_interpolation"]
 
@@ -95,7 +95,7 @@ def latent_explorer(vae, images: torch.Tensor, *, a: int = 0, b: int = 1, mix: f
         mix: the slider's starting weight, 0 (image a) to 1 (image b).
         judge: optional ``dlcourse.judge.Judge``: the caption then says whether it accepts each mix
             as a clean image of one shape.
-        display_size: each image is enlarged to about this many pixels.
+        display_size: each image is enlarged by whole pixels to at most this many pixels.
 
     Returns:
         An ``ipywidgets.VBox`` with attributes ``slider``, ``picker_a``, ``picker_b``, ``menu`` (the
@@ -123,7 +123,7 @@ def latent_explorer(vae, images: torch.Tensor, *, a: int = 0, b: int = 1, mix: f
     picker_b = widgets.BoundedIntText(value=b, min=0, max=N - 1, description="image b")
     slider = widgets.FloatSlider(value=mix, min=0.0, max=1.0, step=0.05, description="a -> b",
                                  continuous_update=False, readout_format=".2f")
-    pixel, latent, channels = (widgets.Image(format="png") for _ in range(3))
+    pixel, latent, channels = (image_widget() for _ in range(3))
     caption = widgets.Label()
     cache = {}
 
@@ -134,9 +134,9 @@ def latent_explorer(vae, images: torch.Tensor, *, a: int = 0, b: int = 1, mix: f
             cache[key] = latent_interpolation(vaes[key[0]], images[key[1]], images[key[2]], n=21)
         path = cache[key]
         k = round(float(slider.value) * 20)                                     # the frame nearest the slider
-        pixel.value = png_bytes(path.pixel[k], display_size)
-        latent.value = png_bytes(path.latent[k], display_size)
-        channels.value = _channels_png((1 - path.a[k]) * path.z_a + path.a[k] * path.z_b, 2 * display_size)
+        set_png(pixel, png_bytes(path.pixel[k], display_size))
+        set_png(latent, png_bytes(path.latent[k], display_size))
+        set_png(channels, _channels_png((1 - path.a[k]) * path.z_a + path.a[k] * path.z_b, 2 * display_size))
         text = f"a = {float(path.a[k]):.2f}: pixel space (left) cross-fades, latent space (right) decodes a mix of codes"
         if judge is not None:
             valid = judge.predict(torch.stack([path.pixel[k], path.latent[k]]))["valid"].tolist()

@@ -3,6 +3,7 @@
 A plain, tested computation sits under a one-line builder:
 
     sampler_preview(model, schedule, name, steps, n, seed)  -> (images, seconds)
+    sampler_verdict(judge, images)                           -> what the judge says of the samples
     sampler_explorer(model, schedule)                        -> sampler and spacing dropdowns, a steps slider
 
 The starting noise x_T is drawn from ``seed`` and is the same for every sampler and
@@ -27,9 +28,9 @@ from ..samplers import SAMPLER_LABELS, SAMPLERS, SPACINGS, get_sampler, model_ca
 from ..schedules import NoiseSchedule
 from ..tensors import seeded_noise
 from ..validation import check_choice, check_int, check_positive, check_schedule
-from ._base import png_bytes, skip_while_grading
+from ._base import image_widget, png_bytes, set_png, skip_while_grading
 
-__all__ = ["sampler_explorer", "sampler_preview"]
+__all__ = ["sampler_explorer", "sampler_preview", "sampler_verdict"]
 
 
 def _check_args(schedule, name, steps, n, shape):
@@ -84,10 +85,37 @@ def sampler_preview(model, schedule: NoiseSchedule, name: str, steps: int, n: in
     return images.float().cpu(), seconds
 
 
+def sampler_verdict(judge, images: torch.Tensor) -> tuple[int, str]:
+    """How many of ``images`` the judge accepts as clean shapes, and a sentence saying so.
+
+    Args:
+        judge: a ``dlcourse.judge.Judge``.
+        images: (n, 3, H, H) samples in [-1, 1].
+
+    Returns:
+        ``(accepted, text)``: the count of samples with ``judge.predict(images)["valid"]``, and
+        "the judge accepts k of n as clean shapes (p%)".
+    """
+    if not hasattr(judge, "predict"):
+        raise TypeError(f"judge: expected a dlcourse.judge.Judge (load_judge()), got {type(judge).__name__}")
+    valid = judge.predict(images)["valid"]
+    accepted, n = int(valid.sum()), len(valid)
+    return accepted, f"the judge accepts {accepted} of {n} as clean shapes ({accepted / n:.0%})"
+
+
+def _default_judge(shape):
+    """The shipped judge for RGB square images (it scores any size, resized to its 16 px), else None."""
+    if len(shape) == 3 and shape[0] == 3 and shape[1] == shape[2]:
+        from ..judge import load_judge
+
+        return load_judge(16)
+    return None
+
+
 def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", steps: int = 20,
-                     spacing: str = "linspace", n: int = 32, seed: int = 0, shape=(3, 16, 16), max_steps: int = 100,
+                     spacing: str = "linspace", n: int = 32, seed: int = 0, shape=(3, 16, 16), max_steps: int | None = None,
                      nrow: int = 16, prediction_type: str = "epsilon", clip_x0: bool = True,
-                     display_size: int = 720):
+                     display_size: int = 720, judge="auto"):
     """Choose a sampler, a number of steps and their spacing; see ``n`` samples from the same noise and the
     seconds they took.
 
@@ -99,15 +127,19 @@ def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", 
         spacing: the timestep spacing shown first, one of ``dlcourse.samplers.SPACINGS``.
         n: samples in the grid; seed: seed of their starting noise (fixed while you explore).
         shape: one sample's (C, H, W).
-        max_steps: the slider's largest value (at most T).
+        max_steps: the slider's largest value (at most T), written beside it; by default 200 (or T if
+            smaller): DDPM at 200 steps is in reach.
         nrow: images per row of the grid.
         prediction_type, clip_x0: passed on to the samplers.
-        display_size: the grid is enlarged to about this many pixels across.
+        display_size: the grid is enlarged by whole pixels to at most this many pixels across.
+        judge: a ``dlcourse.judge.Judge`` whose verdict on the samples the caption gives
+            (:func:`sampler_verdict`); "auto" (default) loads the shipped judge for RGB images
+            (``load_judge(16)``; it resizes larger ones), None shows no verdict.
 
     Returns:
         An ``ipywidgets.VBox`` with attributes ``dropdown`` (the sampler's name), ``slider``
         (steps), ``spacing`` (the spacing's dropdown), ``image`` (the grid), ``label`` (what
-        was drawn and how long it took), ``redraw()`` and ``last`` (the latest
+        was drawn, how long it took and the judge's verdict), ``redraw()`` and ``last`` (the latest
         ``(images, seconds)``); None while nbgrader executes the notebook.
     """
     if skip_while_grading():
@@ -117,25 +149,33 @@ def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", 
     _check_args(schedule, name, steps, n, shape)
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise ValueError(f"shape: expected an image shape (C, H, W) with C = 1 or 3, got {tuple(shape)}")
-    check_int("max_steps", max_steps, minimum=1)
+    max_steps = min(200, schedule.T) if max_steps is None else check_int("max_steps", max_steps, minimum=1)
     if not steps <= max_steps <= schedule.T:
         raise ValueError(f"max_steps: expected a value from steps = {steps} to T = {schedule.T}, got {max_steps}")
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     check_choice("spacing", spacing, SPACINGS)
+    if isinstance(judge, str):
+        if judge != "auto":
+            raise ValueError(f"judge: expected a Judge, 'auto' or None, got {judge!r}")
+        judge = _default_judge(shape)
 
     dropdown = w.Dropdown(options=[(SAMPLER_LABELS[k], k) for k in SAMPLERS], value=name, description="sampler")
+    # The slider's box takes typed numbers too, and the browser clamps one outside 1..max_steps to the
+    # nearest end: the range is written beside the slider, so that no clamping goes unseen.
     slider = w.IntSlider(value=steps, min=1, max=max_steps, step=1, description="steps", continuous_update=False)
+    steps_range = w.Label(f"(1 to {max_steps})")
     spacing_menu = w.Dropdown(options=list(SPACINGS), value=spacing, description="spacing")
-    image = w.Image(format="png")
+    image = image_widget()
     label = w.Label()
-    box = w.VBox([w.HBox([dropdown, slider, spacing_menu]), label, image])
+    verdict = w.Label()
+    box = w.VBox([w.HBox([dropdown, slider, steps_range, spacing_menu]), label, verdict, image])
 
     def redraw(_=None):
         label.value = "sampling..."
         images, seconds = sampler_preview(model, schedule, dropdown.value, int(slider.value), n, seed, shape=shape,
                                           prediction_type=prediction_type, clip_x0=clip_x0,
                                           spacing=spacing_menu.value)
-        image.value = png_bytes(image_grid(images, nrow=nrow), display_size)
+        set_png(image, png_bytes(image_grid(images, nrow=nrow), display_size))
         steps_now = int(slider.value)
         calls = model_calls(dropdown.value, steps_now)
         plural = lambda k, word: f"{k} {word}" + ("" if k == 1 else "s")                       # noqa: E731
@@ -143,6 +183,7 @@ def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", 
                        f"({spacing_menu.value}) = "
                        f"{plural(calls, 'network call')}: {seconds:.2f} s for {n} samples "
                        f"({seconds / calls * 1000:.0f} ms per call)")
+        verdict.value = "" if judge is None else sampler_verdict(judge, images)[1]
         box.last = (images, seconds)
 
     for control in (dropdown, slider, spacing_menu):
@@ -150,4 +191,5 @@ def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", 
     redraw()
     box.dropdown, box.slider, box.spacing, box.image, box.label, box.redraw = (dropdown, slider, spacing_menu, image,
                                                                                label, redraw)
+    box.verdict, box.judge = verdict, judge
     return box

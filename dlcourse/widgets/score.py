@@ -20,7 +20,7 @@ import torch
 
 from ..plotting import grid_points, plot_vector_field
 from ..validation import check_tensor
-from ._base import figure_png, skip_while_grading
+from ._base import figure_png, image_widget, set_png, skip_while_grading
 
 __all__ = ["ScoreFrame", "score_explorer", "score_frame_png", "score_frames"]
 
@@ -97,9 +97,11 @@ def score_explorer(score_fn, sigmas, samples=None, *, lim: float = 2.5, n: int =
     Args:
         score_fn, sigmas, samples, lim, n: as in :func:`score_frames`.
 
+    The slider counts levels from 1, as the figure's title does ("level 1 of L").
+
     Returns:
-        An ``ipywidgets.VBox`` with attributes ``slider`` (the level's index), ``label``, ``image``
-        and ``frames``; None while nbgrader executes the notebook.
+        An ``ipywidgets.VBox`` with attributes ``slider`` (the level, 1..L: ``frames[slider.value - 1]``),
+        ``label``, ``image`` and ``frames``; None while nbgrader executes the notebook.
     """
     if skip_while_grading():
         return None
@@ -110,15 +112,16 @@ def score_explorer(score_fn, sigmas, samples=None, *, lim: float = 2.5, n: int =
     clim = (float(lengths.min()), float(lengths.max()))                 # one colour scale for every level
     pngs = [score_frame_png(f, lim, clim, title=f"level {i + 1} of {len(frames)}: sigma = {f.sigma:.3g}")
             for i, f in enumerate(frames)]
-    slider = w.IntSlider(value=0, min=0, max=len(frames) - 1, step=1, description="level")
+    slider = w.IntSlider(value=1, min=1, max=len(frames), step=1, description="level")
     label = w.Label()
-    image = w.Image(format="png")
+    image = image_widget()
 
     def show(_=None):
-        f = frames[slider.value]
-        image.value = pngs[slider.value]
+        i = slider.value - 1                                            # level 1 is frames[0]
+        f = frames[i]
+        set_png(image, pngs[i])
         samples = "; orange: the samples at this level" if f.samples is not None else ""
-        label.value = (f"sigma = {f.sigma:.4g}; arrows: directions of the score, coloured by log10 of its length "
+        label.value = (f"level {i + 1} of {len(frames)}, sigma = {f.sigma:.4g}; arrows: directions of the score, coloured by log10 of its length "
                        f"(one scale for all levels){samples}")
 
     slider.observe(show, names="value")
