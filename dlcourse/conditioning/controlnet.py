@@ -74,6 +74,8 @@ def add_control(skips: list, h: torch.Tensor, down_residuals: list, mid_residual
 def check_control(control, image_shape) -> torch.Tensor:
     """Check a control image for images of ``image_shape`` (B, C, H, W): (B or 1, 1, H, W) in [-1, 1].
 
+    An edge map's background is -1, so a map with no value below 0 (one in [0, 1]) is refused too.
+
     Returns it expanded to (B, 1, H, W).
     """
     B, _, H, W = image_shape
@@ -84,8 +86,10 @@ def check_control(control, image_shape) -> torch.Tensor:
     lo, hi = float(control.min()), float(control.max())
     if lo < -1.001 or hi > 1.001:
         raise ValueError(f"control: expected values in [-1, 1] (edge +1, background -1, as ShapesData.edges), "
-                         f"got values in [{lo:.3g}, {hi:.3g}]"
-                         + ("; a map in [0, 1] becomes one in [-1, 1] by 2 * m - 1" if lo >= 0 and hi <= 1 else ""))
+                         f"got values in [{lo:.3g}, {hi:.3g}]")
+    if lo >= 0:
+        raise ValueError(f"control: expected a background of -1 (edge +1, as ShapesData.edges), got no value below 0 "
+                         f"(values in [{lo:.3g}, {hi:.3g}]); a map in [0, 1] becomes one in [-1, 1] by 2 * m - 1")
     return control.expand(B, -1, -1, -1)
 
 

@@ -10,6 +10,7 @@ tested on its own; one module per notebook:
     samplers    (04)  sampler_preview, sampler_verdict -> sampler_explorer  sampler, steps and spacing, timed, judged
     guidance    (05)  guided_grid -> guidance_explorer                     the guidance scale w, slid
     latent      (06)  latent_interpolation -> latent_explorer              pixel against latent interpolation
+    control     (07b) drawn_controls, controlled_samples -> control_explorer   an edge map, with and without ControlNet
     fewstep     (08)  few_step_samples, few_step_figure -> few_step_explorer   samplers side by side at 1-8 calls
     score       (09)  score_frames, score_frame_png -> score_explorer      the score field over noise levels
 
@@ -29,6 +30,7 @@ from .denoise import denoise_explorer, denoise_preview, denoise_strip
 from .fewstep import few_step_explorer, few_step_figure, few_step_samples
 from .forward import (HIST_EDGES, ForwardReverseFrames, Frame, forward_reverse_frames, forward_reverse_player,
                       forward_reverse_stats_pngs, pixel_histogram)
+from .control import control_explorer, controlled_samples, drawn_controls, outline
 from .guidance import guidance_explorer, guided_grid
 from .latent import Interpolation, latent_explorer, latent_interpolation
 from .samplers import sampler_explorer, sampler_preview, sampler_verdict
@@ -44,6 +46,7 @@ __all__ = [
     "sampler_explorer", "sampler_preview", "sampler_verdict",
     "guidance_explorer", "guided_grid",
     "Interpolation", "latent_explorer", "latent_interpolation",
+    "drawn_controls", "controlled_samples", "control_explorer", "outline",
     "few_step_explorer", "few_step_figure", "few_step_samples",
     "ScoreFrame", "score_explorer", "score_frame_png", "score_frames",
 ]
