@@ -32,7 +32,8 @@ def _quiet_env(monkeypatch):
 
 
 def test_one_module_per_notebook():
-    assert MODULES == ["denoise", "fewstep", "forward", "guidance", "latent", "samplers", "schedules", "score"]
+    assert MODULES == ["control", "denoise", "fewstep", "forward", "guidance", "image_prompt", "latent", "samplers",
+                       "schedules", "score", "text"]
 
 
 @pytest.mark.parametrize("name", MODULES)

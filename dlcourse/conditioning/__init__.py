@@ -8,6 +8,8 @@
 - ``TextToImage``, ``train_text_to_image``, ``load_text_to_image``, ``prompt_accuracy``, ``held_out``:
   a U-Net reading the frozen text encoder, caption dropout for guidance by the empty prompt, and how
   well samples follow their prompts (``text_to_image.py``).
+- ``IPAdapter``, ``IPAdapterModel``, ``decoupled_cross_attention``, ``train_ip_adapter``, ``load_ip_adapter``:
+  a reference image as the prompt, read by a second, decoupled cross-attention (``ip_adapter.py``).
 """
 
 from .cross_attention import CrossAttention, SpatialCrossAttention, attention_maps, cross_attention
@@ -15,6 +17,7 @@ from .text_encoder import (CLIP, ImageEncoder, ImageEncoderConfig, TextEncoder, 
                            caption_batches, clip_loss, retrieval_top1, train_clip)
 from .text_to_image import (PromptAccuracy, TextToImage, caption_attributes, drop_captions, held_out,
                             load_text_to_image, prompt_accuracy, read_positions, train_text_to_image)
+from .ip_adapter import IPAdapter, IPAdapterModel, decoupled_cross_attention, load_ip_adapter, train_ip_adapter
 from .tokenizer import Tokenizer
 
 __all__ = [
@@ -24,4 +27,5 @@ __all__ = [
     "cross_attention", "CrossAttention", "SpatialCrossAttention", "attention_maps",
     "TextToImage", "train_text_to_image", "load_text_to_image", "PromptAccuracy", "prompt_accuracy",
     "caption_attributes", "read_positions", "drop_captions", "held_out",
+    "IPAdapter", "IPAdapterModel", "decoupled_cross_attention", "train_ip_adapter", "load_ip_adapter",
 ]

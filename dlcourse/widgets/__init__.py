@@ -10,6 +10,9 @@ tested on its own; one module per notebook:
     samplers    (04)  sampler_preview, sampler_verdict -> sampler_explorer  sampler, steps and spacing, timed, judged
     guidance    (05)  guided_grid -> guidance_explorer                     the guidance scale w, slid
     latent      (06)  latent_interpolation -> latent_explorer              pixel against latent interpolation
+    text        (07a) prompt_samples -> prompt_box                         a prompt, w and a Generate button
+    text        (07a) word_attention, attention_image -> attention_viewer  where each word of a prompt is read
+    image_prompt (07b) image_prompt_samples -> image_prompt_explorer       a reference image and lambda (IP-Adapter)
     control     (07b) drawn_controls, controlled_samples -> control_explorer   an edge map, with and without ControlNet
     fewstep     (08)  few_step_samples, few_step_figure -> few_step_explorer   samplers side by side at 1-8 calls
     score       (09)  score_frames, score_frame_png -> score_explorer      the score field over noise levels
@@ -32,10 +35,13 @@ from .forward import (HIST_EDGES, ForwardReverseFrames, Frame, forward_reverse_f
                       forward_reverse_stats_pngs, pixel_histogram)
 from .control import control_explorer, controlled_samples, drawn_controls, outline
 from .guidance import guidance_explorer, guided_grid
+from .image_prompt import image_prompt_explorer, image_prompt_samples
 from .latent import Interpolation, latent_explorer, latent_interpolation
 from .samplers import sampler_explorer, sampler_preview, sampler_verdict
 from .schedules import collect_schedules, schedule_curves, schedule_explorer, schedule_figure
 from .score import ScoreFrame, score_explorer, score_frame_png, score_frames
+from .text import (WordAttention, attention_image, attention_viewer, check_prompt, prompt_box, prompt_samples,
+                   word_attention)
 
 __all__ = [
     "SKIPPED", "png_bytes", "show",
@@ -49,4 +55,7 @@ __all__ = [
     "drawn_controls", "controlled_samples", "control_explorer", "outline",
     "few_step_explorer", "few_step_figure", "few_step_samples",
     "ScoreFrame", "score_explorer", "score_frame_png", "score_frames",
+    "check_prompt", "prompt_samples", "prompt_box", "WordAttention", "word_attention", "attention_image",
+    "attention_viewer",
+    "image_prompt_samples", "image_prompt_explorer",
 ]
