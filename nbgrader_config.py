@@ -36,3 +36,9 @@ from dlcourse.grading import RecoveringExecute  # noqa: E402
 
 c.Autograde.autograde_preprocessors = [RecoveringExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+
+# before nbgrader's checks: cells that lost their nbgrader metadata (another editor) or had it edited get it back
+from nbgrader.preprocessors import ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec  # noqa: E402
+from dlcourse.grading import RestoreCellMetadata  # noqa: E402
+c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreCellMetadata, DeduplicateIds, OverwriteKernelspec,
+                                      OverwriteCells, CheckCellMetadata]

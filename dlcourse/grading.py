@@ -7,16 +7,19 @@ submission. :class:`RecoveringExecute`, nbgrader's ``Execute`` step with one add
 like one that raised: it records the error in that cell, starts a new kernel, runs the cells before it
 again (their outputs are kept as they were) and goes on. The submission then loses the points that this
 cell's failure costs, as it would for an exception, and grading finishes. ``nbgrader_config.py`` puts it in
-place of ``Execute``.
+place of ``Execute``. :class:`RestoreCellMetadata` puts back the nbgrader metadata of cells whose metadata a
+submission lost or edited, before nbgrader checks the cells.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 
+import nbformat
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
 KERNEL_DIED = ("The kernel stopped while running this cell (os._exit, a crash, or too much memory). The cell "
                "counts as failed; the notebook went on in a new kernel, with the cells before this one run again.")
@@ -61,3 +64,43 @@ class RecoveringExecute(Execute):
                 self.log.warning("The kernel died again, in cell %d; skipping that cell too", died_in)
                 self._fail(self.nb.cells[died_in])
                 self._fatal.add(died_in)
+
+
+class RestoreCellMetadata(NbGraderPreprocessor):
+    """Puts back the nbgrader metadata of a submission's cells that lost it or had it edited.
+
+    nbgrader finds a submission's exercises and tests by the ``nbgrader`` metadata of its cells. Editors other
+    than Jupyter can drop that metadata, and a student can edit it (unlock a test, set its ``grade`` flag off,
+    raise its points). Without it nbgrader scores every test zero and asks for manual grading; with edited flags
+    it can stop on the whole submission ("Inconsistent checksums"). This step runs before nbgrader's own
+    checks: every submitted cell whose cell id, or else whose ``grade_id``, is one of the source notebook's
+    (``solutions/NAME/NAME.ipynb``; the student's copy keeps the cell ids of the release) gets that cell's
+    metadata back. nbgrader's ``OverwriteCells`` then restores the locked cells' text and the points from the
+    gradebook as usual, so the submission is graded on its answers. Cells the student added are left alone.
+    """
+
+    def preprocess(self, nb, resources):
+        from nbgrader.coursedir import CourseDirectory
+
+        info = resources.get("nbgrader", {})
+        coursedir = CourseDirectory(config=self.config)
+        path = os.path.join(coursedir.format_path(coursedir.source_directory, ".", info.get("assignment", "")),
+                            f"{info.get('notebook', '')}.ipynb")
+        if not os.path.exists(path):
+            self.log.warning("no source notebook at %s: cell metadata left as submitted", path)
+            return nb, resources
+        source = nbformat.read(path, as_version=4)
+        by_id = {c.get("id"): c for c in source.cells if "nbgrader" in c.get("metadata", {}) and c.get("id")}
+        by_grade_id = {c.metadata.nbgrader.get("grade_id"): c for c in source.cells if "nbgrader" in c.metadata}
+        for cell in nb.cells:
+            own = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            original = by_id.get(cell.get("id")) or by_grade_id.get(own)
+            if original is None:
+                continue
+            submitted = dict(cell.metadata.get("nbgrader", {}))
+            restored = dict(submitted, **copy.deepcopy(dict(original.metadata.nbgrader)))
+            if submitted != restored:
+                self.log.warning("cell %s: nbgrader metadata restored from the source notebook",
+                                 restored.get("grade_id"))
+                cell.metadata["nbgrader"] = NotebookNode(restored)
+        return nb, resources

@@ -9,6 +9,7 @@ Written tasks are released blank and left for the instructor to grade by hand.
 """
 
 import shutil
+import sys
 
 import nbformat
 import pytest
@@ -17,6 +18,7 @@ from nbgrader.api import Gradebook
 from dlcourse.release import generate
 from nbtools import (HIDDEN_RE, ROOT, SOLUTION_RE, SOLUTIONS, exercises, filled, function_name, nbgrader,
                      nbgrader_meta, points, strip_markers, written_tasks)
+from nbtools import run
 
 pytestmark = pytest.mark.notebooks
 
@@ -210,3 +212,95 @@ def test_written_tasks_are_released_blank_and_left_for_manual_grading(graded, na
         assert run["written"][("blank", name)][grade_id] == (0, False, max_points)
     # the autograded total counts the exercises only
     assert sum(scores[("solutions", name)].values()) == sum(points(src[name]).values())
+
+
+# Hostile submissions on one small notebook (three exercises worth 2, 3 and 1 points), so that they grade in seconds:
+# nbgrader metadata stripped (as editors other than Jupyter do) or edited, and a huge allocation in a solution cell.
+SMALL = "99_small"
+SMALL_POINTS = {"test_double": 2.0, "test_square": 3.0, "test_halve": 1.0}
+
+
+def _small_notebook():
+    def meta(**kw):
+        return {"nbgrader": dict({"grade": False, "locked": False, "schema_version": 3, "solution": False,
+                                  "task": False}, **kw)}
+    cells = [nbformat.v4.new_markdown_cell("# A small assignment"), nbformat.v4.new_code_cell("import torch")]
+    for name, body, x3, x5 in [("double", "2 * x", 6.0, 10.0), ("square", "x * x", 9.0, 25.0), ("halve", "x / 2", 1.5, 2.5)]:
+        cells.append(nbformat.v4.new_code_cell(
+            f"def {name}(x):\n    ### BEGIN SOLUTION\n    return {body}\n    ### END SOLUTION",
+            metadata=meta(grade_id=f"ex_{name}", solution=True)))
+        cells.append(nbformat.v4.new_code_cell(
+            f"assert float({name}(torch.tensor(3.0))) == {x3}\n### BEGIN HIDDEN TESTS\n"
+            f"assert float({name}(torch.tensor(5.0))) == {x5}\n### END HIDDEN TESTS",
+            metadata=meta(grade_id=f"test_{name}", grade=True, locked=True, points=SMALL_POINTS[f"test_{name}"])))
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def _edit_meta(nb, edits):
+    """``edits``: ``{grade_id: function(cell)}`` applied to the cells with that grade_id."""
+    for cell in nb.cells:
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        if grade_id in edits:
+            edits[grade_id](cell)
+    return nb
+
+
+@pytest.fixture(scope="module")
+def small_graded(tmp_path_factory):
+    course = tmp_path_factory.mktemp("small_course")
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    (course / "solutions" / SMALL).mkdir(parents=True)
+    nbformat.write(_small_notebook(), course / "solutions" / SMALL / f"{SMALL}.ipynb")
+    env = {"PYTHONPATH": str(ROOT)}                 # the kernel and nbgrader's config import this checkout's dlcourse
+    run([sys.executable, "-m", "nbgrader", "generate_assignment", SMALL, "--force"], cwd=course, timeout=300, env=env)
+    src = nbformat.read(course / "solutions" / SMALL / f"{SMALL}.ipynb", as_version=4)
+    rel = nbformat.read(course / "notebooks" / SMALL / f"{SMALL}.ipynb", as_version=4)
+
+    def strip(cell):
+        cell.metadata.pop("nbgrader", None)
+
+    def unlock_and_pass(cell):                      # the test unlocked, ungraded and rewritten to pass
+        cell.metadata.nbgrader.update(locked=False, grade=False)
+        cell.source = "print('all good')"
+
+    submissions = {
+        "solutions": filled(rel, src),
+        # every cell's nbgrader metadata gone, answers right
+        "stripped": _edit_meta(filled(rel, src), {g: strip for g in [*SMALL_POINTS, "ex_double", "ex_square",
+                                                                        "ex_halve"]}),
+        # points raised, a test unlocked and rewritten, a solution cell given another cell's grade_id; answers right
+        "edited": _edit_meta(filled(rel, src), {
+            "test_double": lambda c: c.metadata.nbgrader.update(points=100),
+            "test_square": unlock_and_pass,
+            "ex_halve": lambda c: c.metadata.nbgrader.update(grade_id="test_double")}),
+        # square wrong, and its test stripped of its metadata and rewritten to pass
+        "stripped_wrong": _edit_meta(filled(rel, src, wrong="ex_square"), {
+            "test_square": lambda c: (strip(c), setattr(c, "source", "print('all good')"))}),
+        # a solution cell that asks for 4 TB
+        "huge": filled(rel, src, replace={"ex_square": "big = torch.empty(10**12)\n\n\ndef square(x):\n"
+                                                       "    return x * x\n"}),
+    }
+    for student, nb in submissions.items():
+        folder = course / "submitted" / student / SMALL
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{SMALL}.ipynb")
+    result = run([sys.executable, "-m", "nbgrader", "autograde", SMALL, "--force", f"--Execute.timeout={CELL_TIMEOUT}"],
+                 cwd=course, timeout=600, env=env)
+    with Gradebook(f"sqlite:///{course}/gradebook.db") as gb:
+        return {student: {g.name: g.score for g in gb.find_submission_notebook(SMALL, SMALL, student).grades}
+                for student in submissions}, result.stderr
+
+
+def test_stripped_or_edited_metadata_and_a_huge_allocation_grade_to_the_right_score(small_graded):
+    scores, log = small_graded
+    assert scores["solutions"] == SMALL_POINTS
+    # the metadata comes back from the source notebook: right answers keep their points, and nothing more
+    assert scores["stripped"] == SMALL_POINTS
+    assert scores["edited"] == SMALL_POINTS
+    assert "metadata restored" in log
+    # a stripped and rewritten test is restored too, and the wrong answer loses exactly its points
+    assert scores["stripped_wrong"] == dict(SMALL_POINTS, test_square=0.0)
+    # the allocation fails in its own cell; grading finishes and only that exercise is lost
+    assert scores["huge"] == dict(SMALL_POINTS, test_square=0.0)
