@@ -11,9 +11,12 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 setup: $(VENV)/.installed
 
+# PyTorch's CPU build (PyPI's torch on Linux is the CUDA build, gigabytes more); with an NVIDIA GPU: make lab TORCH_INDEX=
+TORCH_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install torch==2.13.0 $(TORCH_INDEX)
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $@
 

@@ -60,6 +60,10 @@ Shared helpers
 Tools the Makefile runs
 - ``dlcourse.release``: generates the student notebooks from the solutions (nbgrader)
 - ``dlcourse.workspace``: copies the notebooks into a working folder, never over a learner's work
+
+Installs
+- ``dlcourse.__main__``: ``python -m dlcourse notebooks DIR``, the student notebooks for a pip install
+- ``dlcourse.colab``: the first code cell of every notebook, which installs the package where it is missing (Colab)
 """
 
 from .device import get_device

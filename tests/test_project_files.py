@@ -17,7 +17,7 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = lines.index("  - pip:")
     pip_lines = [line.strip()[2:] for line in lines[start + 1:] if line.strip().startswith("- ")]
-    listed = {_name(line) for line in pip_lines if not line.startswith("-e")}
+    listed = {_name(line) for line in pip_lines if not line.startswith("-")}     # not "-e ." nor pip's options
     assert wanted == listed, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
 
 
