@@ -11,7 +11,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 setup: $(VENV)/.installed
 
-# PyTorch's CPU build (PyPI's torch on Linux is the CUDA build, gigabytes more); with an NVIDIA GPU: make lab TORCH_INDEX=
+# PyTorch's CPU build (PyPI's torch on Linux is the CUDA build, with NVIDIA's libraries); with an NVIDIA GPU: make lab TORCH_INDEX=
 TORCH_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
 
 $(VENV)/.installed: pyproject.toml

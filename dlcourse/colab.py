@@ -25,7 +25,7 @@ REPOSITORY = "https://github.com/dlcourse/dlcourse"     # the course's repositor
 TAG = "install-dlcourse"                                # the cell's metadata tag, how the script finds it
 REQUIREMENT = f"dlcourse @ git+{REPOSITORY}"
 
-CELL_SOURCE = f'''# On Colab (or anywhere without the course's package) this installs it, in about a minute; elsewhere it does nothing.
+CELL_SOURCE = f'''# On Colab (or anywhere without the course's package) this installs it; where it is installed it does nothing.
 import importlib, importlib.util, subprocess, sys
 if importlib.util.find_spec("dlcourse") is None:
     print("Installing dlcourse from {REPOSITORY} ...")
