@@ -243,7 +243,7 @@ def test_euler_ancestral_step_is_the_ancestral_split():
         euler_ancestral_step(x_t, eps, 0.45, 0.6, None, 1.0)
 
 
-def test_euler_ancestral_without_noise_is_euler_and_with_it_draws_from_the_generator():
+def test_euler_ancestral_is_euler_without_noise_ddim_with_its_eta_and_ddpm_with_eta_one():
     x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for sched in (linear_schedule(1000), cosine_schedule(1000)):
         model = ExactGaussianDenoiser(sched, 0.5, 0.3)
@@ -251,6 +251,14 @@ def test_euler_ancestral_without_noise_is_euler_and_with_it_draws_from_the_gener
             a = run("euler_ancestral", model, x_T, sched, 20, spacing=spacing, eta=0.0)
             b = sample_euler(model, x_T, sched, 20, spacing=spacing, clip_x0=False, progress=False)
             assert torch.allclose(a, b, atol=1e-12, rtol=0)
+        # the same sampler as DDIM with the same eta, and with eta = 1 as DDPM, given the same noise
+        for spacing in ("linspace", "trailing"):
+            for eta in (0.3, 1.0):
+                a = run("euler_ancestral", model, x_T, sched, 20, seed=3, spacing=spacing, eta=eta)
+                assert torch.allclose(a, run("ddim", model, x_T, sched, 20, seed=3, spacing=spacing, eta=eta),
+                                      atol=1e-10, rtol=0)
+            assert torch.allclose(run("euler_ancestral", model, x_T, sched, 20, seed=3, spacing=spacing),
+                                  run("ddpm", model, x_T, sched, 20, seed=3, spacing=spacing), atol=1e-10, rtol=0)
         a, b = (run("euler_ancestral", model, x_T, sched, 20, seed=3) for _ in range(2))
         c = run("euler_ancestral", model, x_T, sched, 20, seed=4)
         assert torch.equal(a, b) and (a - c).abs().mean() > 1e-3
@@ -267,7 +275,7 @@ CASES = [
     ("euler", 100, {}, (0.93, 1.0)),               # 0.96
     ("heun", 100, {}, (0.97, 1.03)),               # 1.006
     ("dpmpp_2m", 100, {}, (0.97, 1.06)),           # 1.035: second order, but widens at 20-50 steps
-    ("euler_ancestral", 100, {}, (0.85, 0.95)),    # 0.90: first order, and its noise ignores the guess's spread
+    ("euler_ancestral", 100, {}, (0.85, 0.95)),    # 0.90: with eta = 1 it is DDPM's chain
     ("euler_ancestral", None, {}, (0.95, 1.05)),   # 0.99
 ]
 

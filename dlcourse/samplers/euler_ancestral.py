@@ -12,13 +12,19 @@ deterministically and a part added as fresh noise (the ancestral split)::
     x~_s = x~_t + (sigma_down - sigma_t) eps_guess + sigma_up z,        z ~ N(0, I)
 
 an Euler step down to ``sigma_down`` (below ``sigma_s``), then noise back up to ``sigma_s``:
-``sigma_down^2 + sigma_up^2 = sigma_s^2``. With ``eta = 1``, ``sigma_up^2`` is the variance of
-the posterior ``q(x~_s | x~_t, x_0)`` of the variance-exploding chain, as DDPM's is for its
-chain; with ``eta = 0``, ``sigma_up = 0`` and the step is exactly Euler's. The last step, to
-``sigma_s = 0``, adds no noise and lands on the guess ``x_0``. Written for ``x_t`` itself
-(multiply back by ``sqrt(ab_s)``)::
+``sigma_down^2 + sigma_up^2 = sigma_s^2``. With ``eta = 0``, ``sigma_up = 0`` and the step is
+exactly Euler's. The last step, to ``sigma_s = 0``, adds no noise and lands on the guess ``x_0``.
+Written for ``x_t`` itself (multiply back by ``sqrt(ab_s)``)::
 
     x_s = sqrt(ab_s) (x_t / sqrt(ab_t) + (sigma_down - sigma_t) eps_guess + sigma_up z)
+
+On the same timesteps it is DDIM with the same ``eta`` (while ``sigma_up < sigma_s``), written in
+sigma: ``x~_t - sigma_t eps_guess`` is the guess ``x_0``, so ``x~_s = x_0 + sigma_down eps_guess +
+sigma_up z``, and ``sqrt(ab_s) sigma_up`` is DDIM's ``eta sqrt(beta_tilde)`` (eq. 16), because
+``sigma_s^2 (sigma_t^2 - sigma_s^2) / sigma_t^2 = (1 - ab_s) (1 - ab_t / ab_s) / (ab_s (1 - ab_t))``.
+With ``eta = 1`` it is therefore DDPM's ancestral step: the posterior ``q(x_s | x_t, x_0 = guess)``
+(the tests check both with the same noise). What "Euler a" adds in image-generation tools is
+the sigma form, which runs on any noise levels (Karras et al.'s, a variance-exploding model's).
 """
 
 from __future__ import annotations
