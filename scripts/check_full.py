@@ -100,7 +100,7 @@ def run_notebook(path: Path, timeout: float = 600) -> Result:
     import nbformat
     from nbclient import NotebookClient
 
-    saved = {k: os.environ.get(k) for k in (*FULL_MODE_UNSET, "DLCOURSE_CLAIMS", "MPLBACKEND")}
+    saved = {k: os.environ.get(k) for k in (*FULL_MODE_UNSET, "DLCOURSE_CLAIMS", "MPLBACKEND", "PYTHONPATH")}
     with tempfile.TemporaryDirectory(prefix="dlcourse-full-") as tmp:
         work = Path(tmp) / path.parent.name
         shutil.copytree(path.parent, work)
@@ -109,6 +109,8 @@ def run_notebook(path: Path, timeout: float = 600) -> Result:
             os.environ.pop(k, None)
         os.environ["DLCOURSE_CLAIMS"] = str(claims_file)
         os.environ["MPLBACKEND"] = "Agg"
+        # the kernel runs in the copy: make it import this checkout's dlcourse, whatever is installed
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), saved["PYTHONPATH"]) if p)
         start = time.perf_counter()
         error = None
         try:
