@@ -101,6 +101,13 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "dlcourse.conditioning.load_text_to_image; "
            ">= 99% of held-in prompts followed in shape, colour and size with DDIM-20 at w = 1 and 3",
            script="train_conditioning"),
+    _entry("ip_adapter_shapes16",
+           "0d8c50c450e168f3d1e993a9647be80b8c58b5c5a7506bfeab0a5dc4befbc601",
+           "IP-Adapter for shapes16_unet_text (58K parameters, stored in float16): clip_shapes16's frozen image "
+           "embedding projected to 4 tokens, decoupled key/value projections in every cross-attention block, the "
+           "base frozen; load with dlcourse.conditioning.ip_adapter.load_ip_adapter; with the empty prompt at "
+           "lambda = 1 the judge reads the reference's shape and colour in >= 95% of samples",
+           script="train_ip_adapter"),
     _entry("flow_shapes16_unet",
            "7eb921e95acd50b835a7d60ee63271762b56c1c3f0777f3620d5e402ef99fd2e",
            "rectified flow (1-RF): class-conditional U-Net (0.21M, stored in float16; 4 shapes + null label) on "

@@ -57,7 +57,8 @@ def test_registry_pins_every_shipped_file():
         python, script, arg = entry.command.split()
         assert python == "python" and arg == name and entry.description, name
         assert script in ("scripts/train_checkpoints.py", "scripts/train_latent.py",
-                          "scripts/train_conditioning.py", "scripts/train_fewstep.py"), name
+                          "scripts/train_conditioning.py", "scripts/train_fewstep.py",
+                          "scripts/train_ip_adapter.py"), name
         assert (Path(__file__).resolve().parent.parent / script).is_file(), script
         total += path.stat().st_size
     total += sum(p.stat().st_size for p in pretrained.ASSET_DIR.glob("judge_*.pt"))
