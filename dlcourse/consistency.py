@@ -42,6 +42,7 @@ answer back on a path at t with fresh noise and denoise again, ``x = f(x_t, t)``
     ConsistencyModel(net, t_min=..., ...)          f = c_skip x + c_out F
     consistency_levels(N)                          t_0 .. t_N for distillation
     flow_teacher(flow_model)                       one Euler (or Heun) step of a flow: the teacher's solver
+    FlowFromVP(vp_model, schedule, ...)            a DDPM-style network read as a flow velocity (LCM's teacher)
     consistency_distillation_loss(...)             the loss above, one Monte-Carlo estimate
     train_consistency(student, teacher, data)      ``dlcourse.loop.fit`` on it, with the target's EMA
     multistep_sample(model, x_T, times)            1 call per time
@@ -77,7 +78,7 @@ from .models import MODELS, register_model
 from .tensors import expand_like, noise_like, to_device
 from .validation import check_choice, check_number, check_positive, check_tensor
 
-__all__ = ["ConsistencyModel", "DISTANCES", "GuidanceInput", "SOLVERS", "T_MIN", "boundary_coefficients",
+__all__ = ["ConsistencyModel", "DISTANCES", "FlowFromVP", "GuidanceInput", "SOLVERS", "T_MIN", "boundary_coefficients",
            "consistency_distillation_loss", "consistency_levels", "flow_teacher", "multistep_sample", "multistep_times",
            "load_consistency", "train_consistency"]
 
@@ -217,6 +218,54 @@ class GuidanceInput(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> "GuidanceInput":
         return cls(MODELS[config["net"]].from_config(config["net_config"]), dim=config["dim"])
+
+
+class FlowFromVP(nn.Module):
+    """A network trained on a variance-preserving schedule's timesteps, answering as a flow's velocity network.
+
+    LCM distils a DDPM-style latent model (Luo et al. 2023); the course's consistency models live in flow time.
+    The two are the same paths at another scale: a VP point ``z = sqrt(ab) x_0 + sqrt(1 - ab) eps`` divided by
+    ``sqrt(ab) + sqrt(1 - ab)`` is the flow's ``x_t`` at ``t = sqrt(1 - ab) / (sqrt(ab) + sqrt(1 - ab))``.
+    So at flow time t the wrapper finds the (fractional) timestep whose alpha_bar is
+    ``ab = (1 - t)^2 / ((1 - t)^2 + t^2)`` (linear in the table's flow times), calls the network on
+    ``z = x_t / sqrt((1 - t)^2 + t^2)``, reads ``(x_0, eps)`` from its prediction and returns ``v = eps - x_0``.
+    Euler's step of this velocity between two flow times is DDIM's step between their timesteps.
+
+    Args:
+        model: called as ``model(z, timesteps, cond)`` with float (B,) timesteps in [0, T - 1].
+        schedule: its ``NoiseSchedule``. prediction_type: "epsilon", "sample" or "v_prediction".
+
+    ``forward(x_t, t, cond=None)``: x_t (B, ...), flow times t (B,) in [0, 1] (clamped to the flow times of
+    timesteps 0 and T - 1: ``t_range``); returns the velocity (B, ...).
+    """
+
+    def __init__(self, model: nn.Module, schedule, *, prediction_type: str = "epsilon"):
+        super().__init__()
+        from .parameterization import PREDICTION_TYPES
+        from .validation import check_schedule
+        check_schedule("schedule", schedule)
+        self.model, self.prediction_type = model, check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+        ab = schedule.alphas_cumprod.double().cpu()
+        self.flow_times = (1 - ab).sqrt() / (ab.sqrt() + (1 - ab).sqrt())          # (T,) increasing
+        self.t_range = (float(self.flow_times[0]), float(self.flow_times[-1]))
+
+    def timesteps(self, t: torch.Tensor) -> torch.Tensor:
+        """The fractional timesteps (B,) float64 at flow times ``t`` (B,)."""
+        t = t.detach().double().cpu().clamp(*self.t_range)
+        hi = torch.searchsorted(self.flow_times, t).clamp(1, len(self.flow_times) - 1)
+        t_lo, t_hi = self.flow_times[hi - 1], self.flow_times[hi]
+        return (hi - 1) + (t - t_lo) / (t_hi - t_lo)
+
+    def forward(self, x_t: torch.Tensor, t, cond=None) -> torch.Tensor:
+        from .parameterization import to_x0_eps
+        B = x_t.shape[0]
+        t = torch.as_tensor(t, dtype=torch.float64).expand(B).clamp(*self.t_range)                  # (B,)
+        s = ((1 - t) ** 2 + t ** 2).sqrt()
+        ab = ((1 - t) / s) ** 2
+        z = x_t / expand_like(s.to(x_t), x_t)                                           # the VP point
+        out = self.model(z, self.timesteps(t).to(device=x_t.device, dtype=x_t.dtype), cond).to(x_t.dtype)
+        x_0, eps = to_x0_eps(out, z, ab.to(x_t), self.prediction_type)
+        return eps - x_0
 
 
 def load_consistency(name: str, device=None):

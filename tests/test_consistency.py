@@ -15,7 +15,8 @@ import math
 import pytest
 import torch
 
-from dlcourse.consistency import (T_MIN, ConsistencyModel, boundary_coefficients, consistency_distillation_loss,
+from dlcourse.consistency import (T_MIN, ConsistencyModel, FlowFromVP, boundary_coefficients,
+                                  consistency_distillation_loss,
                                   consistency_levels, flow_teacher, multistep_sample, multistep_times,
                                   train_consistency)
 from dlcourse.data import make_toy
@@ -430,3 +431,41 @@ def test_the_velocity_parametrization_is_one_euler_step_to_t_min_with_the_bounda
     assert torch.allclose(student(x, 0.7), x - 0.7 * v + T_MIN * v, atol=1e-12)
     with pytest.raises(ValueError, match="parametrization"):
         ConsistencyModel(net, parametrization="x0")
+
+
+class _VNet(torch.nn.Module):
+    """A stand-in VP network with v-prediction: any smooth function of (z, timestep) will do."""
+
+    def forward(self, z, t, cond=None):
+        return torch.tanh(z) * (1 + t[:, None, None, None].to(z) / 1000) + 0.1
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
+def test_an_euler_step_of_a_vp_network_read_as_a_flow_is_ddims_step(prediction_type):
+    from dlcourse.parameterization import to_x0_eps
+    from dlcourse.schedules import get_schedule
+
+    schedule = get_schedule("cosine", 1000)
+    ab = schedule.alphas_cumprod.double()
+    net = _VNet().double()
+    flow = FlowFromVP(net, schedule, prediction_type=prediction_type)
+    step = flow_teacher(flow)
+    g = torch.Generator().manual_seed(0)
+    for a, b in ((999, 979), (600, 400), (20, 0)):
+        z = torch.randn(3, 2, 2, 2, generator=g, dtype=torch.float64)
+        # DDIM (eta = 0) from timestep a to b, written out
+        x_0, eps = to_x0_eps(net(z, torch.full((3,), float(a), dtype=torch.float64)), z, float(ab[a]), prediction_type)
+        z_b = ab[b].sqrt() * x_0 + (1 - ab[b]).sqrt() * eps
+        # the same in flow time: x_t = z / (sqrt(ab) + sqrt(1 - ab)) at t = sqrt(1 - ab) / (sqrt(ab) + sqrt(1 - ab))
+        c_a, c_b = ab[a].sqrt() + (1 - ab[a]).sqrt(), ab[b].sqrt() + (1 - ab[b]).sqrt()
+        t_a, t_b = (1 - ab[a]).sqrt() / c_a, (1 - ab[b]).sqrt() / c_b
+        x_b = step(z / c_a, torch.full((3,), float(t_a), dtype=torch.float64),
+                   torch.full((3,), float(t_b), dtype=torch.float64))
+        torch.testing.assert_close(x_b * c_b, z_b, atol=1e-9, rtol=0)
+    # the wrapper asks the network at the timestep of each flow time, fractional in between
+    times = flow.timesteps(flow.flow_times[[0, 250, 999]])
+    torch.testing.assert_close(times, torch.tensor([0.0, 250.0, 999.0], dtype=torch.float64))
+    mid = float(flow.timesteps(((flow.flow_times[500] + flow.flow_times[501]) / 2)[None]))
+    assert 500 < mid < 501
+    with pytest.raises(ValueError, match="prediction_type"):
+        FlowFromVP(net, schedule, prediction_type="velocity")
