@@ -124,6 +124,13 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "consistency model distilled from flow_shapes16_unet, with the guidance scale w as an input (LCM, "
            "GuidanceInput); load with dlcourse.consistency.load_consistency; ~90% valid in 4 calls",
            script="train_fewstep"),
+    _entry("controlnet_shapes16",
+           "85e3a62911f5314f7be76a3cc21ed36c8328fa3273ce19bebcc63b54c3c68c47",
+           "ControlNet (0.55M, stored in float16) over the frozen shapes16_unet_text: a copy of its encoder and middle "
+           "block reading the edge map, zero convs into its skips and middle; load with "
+           "dlcourse.conditioning.load_controlnet; with the empty prompt, samples overlap the control's shape at "
+           "IoU 0.95 (0.16 without the control) with DDIM-20",
+           script="train_controlnet"),
 )}
 
 

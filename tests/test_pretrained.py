@@ -58,11 +58,11 @@ def test_registry_pins_every_shipped_file():
         assert python == "python" and arg == name and entry.description, name
         assert script in ("scripts/train_checkpoints.py", "scripts/train_latent.py",
                           "scripts/train_conditioning.py", "scripts/train_fewstep.py",
-                          "scripts/train_ip_adapter.py"), name
+                          "scripts/train_ip_adapter.py", "scripts/train_controlnet.py"), name
         assert (Path(__file__).resolve().parent.parent / script).is_file(), script
         total += path.stat().st_size
     total += sum(p.stat().st_size for p in pretrained.ASSET_DIR.glob("judge_*.pt"))
-    assert total <= 20e6                                         # the package stays small
+    assert total <= 30e6                                         # the package stays small (under 30 MB)
 
 
 @pytest.mark.parametrize("name, cls, image_size, num_classes, schedule, prediction_type", [

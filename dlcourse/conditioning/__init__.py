@@ -8,10 +8,14 @@
 - ``TextToImage``, ``train_text_to_image``, ``load_text_to_image``, ``prompt_accuracy``, ``held_out``:
   a U-Net reading the frozen text encoder, caption dropout for guidance by the empty prompt, and how
   well samples follow their prompts (``text_to_image.py``).
+- ``ControlNet``, ``ControlledModel``, ``train_controlnet``, ``load_controlnet``, ``control_following``: spatial
+  control of the frozen text model by an edge map, and how well samples follow it (``controlnet.py``).
 - ``IPAdapter``, ``IPAdapterModel``, ``decoupled_cross_attention``, ``train_ip_adapter``, ``load_ip_adapter``:
   a reference image as the prompt, read by a second, decoupled cross-attention (``ip_adapter.py``).
 """
 
+from .controlnet import (ControlFollowing, ControlledModel, ControlNet, control_following, load_controlnet,
+                         train_controlnet)
 from .cross_attention import CrossAttention, SpatialCrossAttention, attention_maps, cross_attention
 from .text_encoder import (CLIP, ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig, TextEncoding,
                            caption_batches, clip_loss, retrieval_top1, train_clip)
@@ -27,5 +31,6 @@ __all__ = [
     "cross_attention", "CrossAttention", "SpatialCrossAttention", "attention_maps",
     "TextToImage", "train_text_to_image", "load_text_to_image", "PromptAccuracy", "prompt_accuracy",
     "caption_attributes", "read_positions", "drop_captions", "held_out",
+    "ControlNet", "ControlledModel", "train_controlnet", "load_controlnet", "ControlFollowing", "control_following",
     "IPAdapter", "IPAdapterModel", "decoupled_cross_attention", "train_ip_adapter", "load_ip_adapter",
 ]
