@@ -3,6 +3,7 @@
     .venv/bin/python bench/latent_cost.py speed --threads 2                      # steps/s and time per sample, both
     .venv/bin/python bench/latent_cost.py quality --space latent --steps 3000    # train from scratch, then judge
     .venv/bin/python bench/latent_cost.py quality --space pixel --steps 900      # the same for pixel space
+    .venv/bin/python bench/latent_cost.py quality --autoencoder ae_shapes32      # latents of the plain autoencoder
     .venv/bin/python bench/latent_cost.py vae                                    # the shipped VAE, measured
 
 A script, not a test. Training is specified in **steps**, not seconds: other programs share the
@@ -58,11 +59,12 @@ def load() -> str:
 
 
 def get_vae(args):
-    """``(vae, scale)``: the shipped VAE, or one saved at ``--vae`` (its scale factor from ``--scale``)."""
+    """``(vae, scale)``: a shipped autoencoder (``--autoencoder``), or one saved at ``--vae`` (its scale
+    factor from ``--scale``)."""
     if args.vae:
         vae = build_model(load_checkpoint(args.vae)).eval()
         return vae, args.scale
-    vae, info = load_pretrained("vae_shapes32", device="cpu")
+    vae, info = load_pretrained(args.autoencoder, device="cpu")
     return vae, info["scale_factor"]
 
 
@@ -81,7 +83,8 @@ def build(args) -> UNet:
 
 
 def recipe(args) -> str:
-    return (f"{args.space}: UNet base={args.base} mults={args.mults} res={args.res_blocks}, batch {args.batch}, "
+    where = f"{args.space} ({args.vae or args.autoencoder})" if args.space == "latent" else args.space
+    return (f"{where}: UNet base={args.base} mults={args.mults} res={args.res_blocks}, batch {args.batch}, "
             f"lr {args.lr:g} ({args.lr_schedule}), EMA {args.ema}, {args.pred}, min-SNR {args.min_snr or 'off'}, {args.precision}, "
             f"{torch.get_num_threads()} thread(s)")
 
@@ -234,7 +237,9 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=3, help="speed: timed windows")
     parser.add_argument("--window-steps", type=int, default=30, help="speed: steps per window")
     parser.add_argument("--thread-list", default="1,2", help="speed: thread counts to time")
-    parser.add_argument("--vae", default=None, help="a VAE checkpoint instead of the shipped vae_shapes32")
+    parser.add_argument("--autoencoder", default="vae_shapes32", choices=("vae_shapes32", "ae_shapes32"),
+                        help="the shipped autoencoder whose latents the latent model learns")
+    parser.add_argument("--vae", default=None, help="a VAE checkpoint instead of a shipped one")
     parser.add_argument("--scale", type=float, default=None, help="its latent scale factor (with --vae)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
