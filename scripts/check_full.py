@@ -135,10 +135,14 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if math.isfinite(x) else str(x)
 
 
-def markdown_table(results: list[Result], date: str, machine_text: str) -> str:
-    """The results as ``bench/full_mode.md``: one row per claim (one per notebook without claims)."""
+def markdown_table(results: list[Result], date: str, machine_text: str, total: int | None = None) -> str:
+    """The results as ``bench/full_mode.md``: one row per claim (one per notebook without claims).
+
+    ``total``: how many notebooks ``solutions/`` holds, when only some of them ran.
+    """
+    ran = f"{len(results)} of the {total} notebooks" if total and total != len(results) else "every notebook"
     lines = ["# Full-mode check", "",
-             "Written by `make check-full` (`scripts/check_full.py`): every notebook in `solutions/` run in full "
+             f"Written by `make check-full` (`scripts/check_full.py`): {ran} in `solutions/` run in full "
              "mode, each figure its prose states checked against its range. Do not edit by hand.", "",
              f"- date: {date}",
              f"- result: {'all passed' if all(r.ok for r in results) else 'FAILED'}", "",
@@ -183,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine_text = machine()
     results = []
+    total = len(notebooks(args.solutions, []))
     for path in notebooks(args.solutions, args.names):
         print(f"{path.stem} ...", flush=True)
         r = run_notebook(path, args.timeout)
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(expected {_fmt(c['low'])} to {_fmt(c['high'])})")
         print(f"  {'error: ' + r.error if r.error else 'ran'} in {r.seconds:.0f} s", flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(markdown_table(results, date, machine_text), encoding="utf-8")
+    args.output.write_text(markdown_table(results, date, machine_text, total), encoding="utf-8")
     failed = [r.notebook for r in results if not r.ok]
     print(f"wrote {args.output}; " + (f"FAILED: {', '.join(failed)}" if failed else "all passed"))
     return 1 if failed else 0

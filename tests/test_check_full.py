@@ -43,7 +43,8 @@ def test_the_table_has_a_row_per_claim_and_marks_failures():
     assert rows[1].endswith("| b | 7 | 1 to 2 | no |")
     assert rows[2].endswith("| 02_y | 4 | (no claims) |  |  | yes |")
     assert "(error) | cell 3: ValueError: bad / input" in rows[4] and rows[4].endswith("| no |")
-    assert "FAILED" in text
+    assert "FAILED" in text and "every notebook" in text
+    assert "3 of the 5 notebooks" in check_full.markdown_table(results, "2026-01-02 03:04 UTC", "cpu", total=5)
     assert not results[0].ok and results[1].ok and not results[2].ok
 
 
