@@ -38,6 +38,14 @@ test-fast: setup
 check-full: setup
 	MPLBACKEND=Agg $(BIN)/python scripts/check_full.py
 
+# The notebooks' widgets in a real browser: JupyterLab driven by headless Chromium (tests/browser, a few
+# minutes). Chromium comes from the system (Debian: apt-get install chromium); without it, or without
+# playwright, the test is skipped and says why.
+.PHONY: test-browser
+test-browser: setup
+	$(BIN)/python -m pip install -q -e '.[dev,browser]'
+	$(BIN)/python -m pytest tests/browser -m browser -rs -v
+
 # Regenerates the student notebooks in notebooks/ from the sources in solutions/ with nbgrader.
 notebooks: setup
 	$(BIN)/python -m dlcourse.release

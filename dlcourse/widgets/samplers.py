@@ -163,7 +163,7 @@ def sampler_explorer(model, schedule: NoiseSchedule, *, name: str = "dpmpp_2m", 
     # The slider's box takes typed numbers too, and the browser clamps one outside 1..max_steps to the
     # nearest end: the range is written beside the slider, so that no clamping goes unseen.
     slider = w.IntSlider(value=steps, min=1, max=max_steps, step=1, description="steps", continuous_update=False)
-    steps_range = w.Label(f"(1 to {max_steps})")
+    steps_range = w.Label(f"(1 to {max_steps})", layout=w.Layout(width="auto", min_width="6em"))
     spacing_menu = w.Dropdown(options=list(SPACINGS), value=spacing, description="spacing")
     image = image_widget()
     label = w.Label()
