@@ -42,3 +42,13 @@ from nbgrader.preprocessors import ClearOutput, DeduplicateIds, OverwriteCells, 
 from dlcourse.grading import RestoreCellMetadata  # noqa: E402
 c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreCellMetadata, DeduplicateIds, OverwriteKernelspec,
                                       OverwriteCells, CheckCellMetadata]
+
+# Feedback pages leave the hidden tests out, so that they can grade the next term too: the student sees the
+# visible tests, the scores and what each test cell printed (a failed check's message), not the hidden code.
+# nbgrader's generate_feedback keeps them by default (its preprocessors are GetGrades and
+# CSSHTMLHeaderPreprocessor): ClearHiddenTests removes them from the cells, as generate_assignment does, and
+# ClearHiddenTestTracebacks, before it, removes the hidden lines that a failed test's traceback quotes.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+from dlcourse.grading import ClearHiddenTestTracebacks  # noqa: E402
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTestTracebacks, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

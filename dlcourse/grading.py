@@ -8,13 +8,15 @@ like one that raised: it records the error in that cell, starts a new kernel, ru
 again (their outputs are kept as they were) and goes on. The submission then loses the points that this
 cell's failure costs, as it would for an exception, and grading finishes. ``nbgrader_config.py`` puts it in
 place of ``Execute``. :class:`RestoreCellMetadata` puts back the nbgrader metadata of cells whose metadata a
-submission lost or edited, before nbgrader checks the cells.
+submission lost or edited, before nbgrader checks the cells. :class:`ClearHiddenTestTracebacks` takes the lines
+of the hidden tests out of the tracebacks that the feedback pages show.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import re
 
 import nbformat
 from nbclient.exceptions import DeadKernelError
@@ -104,3 +106,58 @@ class RestoreCellMetadata(NbGraderPreprocessor):
                                  restored.get("grade_id"))
                 cell.metadata["nbgrader"] = NotebookNode(restored)
         return nb, resources
+
+
+HIDDEN_LINES_LEFT_OUT = "      (lines of the hidden tests left out)"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_NUMBERED = re.compile(r"^\s*(?:-*>\s*)?\d+(?: (.*))?$")   # "     26 code" or "---> 30 code" in a traceback
+
+
+def hidden_test_lines(source: str, begin: str = "BEGIN HIDDEN TESTS", end: str = "END HIDDEN TESTS") -> set[str]:
+    """The lines (stripped) that a test cell's source holds only between its hidden-test delimiters, and the
+    delimiter lines themselves."""
+    hidden, visible, inside = set(), set(), False
+    for line in source.splitlines():
+        if begin in line or end in line:
+            inside = begin in line
+            hidden.add(line.strip())
+        elif line.strip():
+            (hidden if inside else visible).add(line.strip())
+    return hidden - visible
+
+
+class ClearHiddenTestTracebacks(NbGraderPreprocessor):
+    """Takes the hidden tests' lines out of the tracebacks a grade cell printed, for the feedback pages.
+
+    nbgrader's ``ClearHiddenTests`` removes the hidden tests from a cell's code, but a test that failed printed
+    a traceback, and IPython's traceback quotes the failing line with a few lines around it: when a hidden
+    test fails, those are lines of the hidden tests. This step, which must run before ``ClearHiddenTests`` (it
+    reads the hidden lines from the cell), drops every quoted line that is one of the cell's hidden-test lines
+    and puts one line saying so in the place of each run of them. The failure's message (the exception's
+    text, which ``dlcourse.checks`` writes for the learner) and everything else the cell printed stay.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            return cell, resources
+        hidden = hidden_test_lines(cell.source)
+        if not hidden:
+            return cell, resources
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                output["traceback"] = [self._scrub(entry, hidden) for entry in output.get("traceback", [])]
+        return cell, resources
+
+    @staticmethod
+    def _scrub(entry: str, hidden: set[str]) -> str:
+        kept, dropped = [], False
+        for line in entry.split("\n"):
+            numbered = _NUMBERED.match(_ANSI.sub("", line))
+            if numbered and (numbered.group(1) or "").strip() in hidden:
+                if not dropped:
+                    kept.append(HIDDEN_LINES_LEFT_OUT)
+                dropped = True
+                continue
+            kept.append(line)
+            dropped = False
+        return "\n".join(kept)

@@ -11,12 +11,17 @@ collect -> autograde -> the written answers graded by hand through the Gradebook
 generate_feedback -> release_feedback -> each student fetch_feedback.
 
 The gradebook must hold alice's full marks and bob's partial ones, bob's submission marked late, and each
-student must find their own feedback page in their own folder. These are the commands of docs/instructors.md.
+student must find their own feedback page in their own folder, showing the visible tests and the scores but
+none of the hidden tests' code, not even where a failed hidden test's traceback quotes it (bob's forward_step is
+also off, on float64 images only: its visible test passes, a hidden test fails). These are the commands of
+docs/instructors.md.
 """
 
 from __future__ import annotations
 
 import datetime
+import html
+import re
 import shutil
 import sys
 
@@ -24,7 +29,8 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from nbtools import ROOT, exercises, filled, points, run, written_tasks
+from dlcourse.grading import HIDDEN_LINES_LEFT_OUT, hidden_test_lines
+from nbtools import HIDDEN_RE, ROOT, exercises, filled, points, run, written_tasks
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.exchange]
 
@@ -34,6 +40,12 @@ STUDENTS = ("alice", "bob")
 # the marks the instructor gives the written task by hand (alice: the model answer; bob: a weak one)
 WRITTEN_MARKS = {"alice": 1.0, "bob": 1 / 3}   # fraction of the task's points
 WEAK_ANSWER = "Adding noise many times gives noise. I did not finish the derivation."
+# bob's forward_step is right on float32 images (the visible test's) and off on float64 ones (a hidden test's)
+SLIP = "forward_step"
+SLIPPED = ("\n\n_exact_forward_step = forward_step\n\n\ndef forward_step(x_prev, beta_t, eps):\n"
+           "    out = _exact_forward_step(x_prev, beta_t, eps)\n"
+           "    return out * 1.1 if x_prev.dtype == torch.float64 else out\n")
+HIDDEN_FAILURE = "forward_step at t=0 of the linear schedule is not right yet"   # the hidden check's message
 
 
 def _config(path, **options):
@@ -111,8 +123,10 @@ def term(tmp_path_factory):
     ids = [solution for solution, _ in exercises(source)]
     wrong = ids[2]
     written = list(written_tasks(source))
+    slipped = next(sid for sid, _ in exercises(source) if f"def {SLIP}(" in _cell(source, sid).source)
     work = {"alice": filled(fetched["alice"], source),
-            "bob": filled(fetched["bob"], source, wrong=wrong, replace={w: WEAK_ANSWER for w in written})}
+            "bob": filled(fetched["bob"], source, wrong=wrong, replace={w: WEAK_ANSWER for w in written},
+                          append={slipped: SLIPPED})}
     for name in STUDENTS:
         nbformat.write(work[name], students[name].home / NAME / f"{NAME}.ipynb")
 
@@ -142,7 +156,11 @@ def term(tmp_path_factory):
         log[("fetch_feedback", name)] = student.nbgrader("fetch_feedback", NAME)
 
     return {"course": course, "db_url": db_url, "source": source, "fetched": fetched, "students": students,
-            "wrong": wrong, "written": written, "due": due, "log": log}
+            "wrong": wrong, "slipped": slipped, "written": written, "due": due, "log": log}
+
+
+def _cell(nb, grade_id):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
 def _normalise(nb):
@@ -174,10 +192,11 @@ def test_model_answers_get_full_auto_marks(term):
     assert _autograded(term, "alice") == points(term["source"])
 
 
-def test_one_wrong_exercise_loses_exactly_its_points(term):
+def test_wrong_exercises_lose_exactly_their_points(term):
     got, full = _autograded(term, "bob"), points(term["source"])
     lost = {gid for gid in full if got[gid] != full[gid]}
-    assert lost == set(dict(exercises(term["source"]))[term["wrong"]])
+    tests = dict(exercises(term["source"]))
+    assert lost == set(tests[term["wrong"]]) | set(tests[term["slipped"]])
     assert all(got[gid] == 0 for gid in lost)
 
 
@@ -223,3 +242,46 @@ def test_each_student_gets_their_own_feedback(term):
     assert "Written task marked for bob." not in pages["alice"]
     assert "Written task marked for alice." not in pages["bob"]
     assert WEAK_ANSWER in pages["bob"] and WEAK_ANSWER not in pages["alice"]
+
+
+def _feedback_text(student) -> str:
+    """What a browser shows of a student's feedback page: its text without the HTML tags."""
+    page = next((student.home / NAME / "feedback").glob(f"*/{NAME}.html")).read_text()
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+def test_feedback_shows_the_visible_tests_and_scores_but_not_the_hidden_tests(term):
+    src = term["source"]
+    # lines that only the hidden-test blocks hold (not the visible code or the prose of any cell)
+    elsewhere = {line.strip() for c in src.cells for line in HIDDEN_RE.sub("", c.source).splitlines()}
+    hidden = set().union(*(hidden_test_lines(c.source) for c in src.cells)) - elsewhere
+    assert len(hidden) > 50, "the notebook's hidden tests hold too few lines of their own to check the pages"
+    tests = [c for c in src.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
+    with Gradebook(term["db_url"]) as gb:
+        notebook = {name: gb.find_submission_notebook(NAME, NAME, name) for name in STUDENTS}
+        scores = {name: {g.name: (g.score, g.max_score) for g in notebook[name].grades} for name in STUDENTS}
+    for name, student in term["students"].items():
+        text = _feedback_text(student)
+        assert "BEGIN HIDDEN TESTS" not in text and "END HIDDEN TESTS" not in text, name
+        leaked = sorted(line for line in hidden if line in text)
+        assert not leaked, f"{name}'s feedback shows {len(leaked)} lines of hidden tests, e.g. {leaked[:3]}"
+        for cell in tests:   # every visible test, line by line
+            missing = [line.strip() for line in HIDDEN_RE.sub("", cell.source).splitlines()
+                       if line.strip() and line.strip() not in text]
+            assert not missing, f"{name}'s feedback lacks visible test lines of {_grade_id(cell)}: {missing[:3]}"
+        shown = re.findall(r"Test cell \(Score: ([\d.]+) / ([\d.]+)\)", text)
+        expected = [scores[name][_grade_id(cell)] for cell in tests]
+        assert [(float(a), float(b)) for a, b in shown] == expected, f"{name}'s feedback shows other test scores"
+    bob = _feedback_text(term["students"]["bob"])
+    # the hidden test that bob's forward_step fails: its message stays, the lines its traceback quoted do not
+    assert scores["bob"][_grade_id(_test_after(src, term["slipped"]))][0] == 0
+    assert HIDDEN_FAILURE in bob and HIDDEN_LINES_LEFT_OUT in bob
+    assert HIDDEN_FAILURE not in _feedback_text(term["students"]["alice"])
+
+
+def _grade_id(cell):
+    return cell.metadata["nbgrader"]["grade_id"]
+
+
+def _test_after(nb, solution_id):
+    return _cell(nb, dict(exercises(nb))[solution_id][0])
