@@ -135,17 +135,35 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if math.isfinite(x) else str(x)
 
 
-def markdown_table(results: list[Result], date: str, machine_text: str, total: int | None = None) -> str:
+def earlier_rows(text: str, ran: set[str]) -> list[str]:
+    """The rows of an earlier ``bench/full_mode.md`` (its text) for the notebooks not in ``ran``.
+
+    Each row carries its own date and machine, so a run of some notebooks keeps the others' last results.
+    """
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 8 and cells[0][:1].isdigit() and cells[2] not in ran:
+            rows.append(line)
+    return rows
+
+
+def markdown_table(results: list[Result], date: str, machine_text: str, total: int | None = None,
+                   earlier: list[str] = ()) -> str:
     """The results as ``bench/full_mode.md``: one row per claim (one per notebook without claims).
 
-    ``total``: how many notebooks ``solutions/`` holds, when only some of them ran.
+    ``total``: how many notebooks ``solutions/`` holds, when only some of them ran. ``earlier``: rows of the
+    notebooks that did not run, from the last table (``earlier_rows``), kept beside the new ones.
     """
     ran = f"{len(results)} of the {total} notebooks" if total and total != len(results) else "every notebook"
+    if earlier:
+        ran += " (the rows of the others are from their own last run, with its date)"
     lines = ["# Full-mode check", "",
              f"Written by `make check-full` (`scripts/check_full.py`): {ran} in `solutions/` run in full "
              "mode, each figure its prose states checked against its range. Do not edit by hand.", "",
              f"- date: {date}",
-             f"- result: {'all passed' if all(r.ok for r in results) else 'FAILED'}", "",
+             f"- result: {'all passed' if all(r.ok for r in results) and all(row.endswith('| yes |') for row in earlier) else 'FAILED'}",
+             "",
              "| date | machine | notebook | seconds | claim | value | range | ok |",
              "|---|---|---|---|---|---|---|---|"]
     day = date.split(" ")[0]
@@ -162,7 +180,9 @@ def markdown_table(results: list[Result], date: str, machine_text: str, total: i
         if r.error:
             lines.append(f"| {day} | {machine_text} | {r.notebook} | {r.seconds:.0f} | (error) | {r.error.replace('|', '/')[:200]} "
                          "| | no |")
-    return "\n".join(lines) + "\n"
+    header, rows = lines[:9], lines[9:] + list(earlier)
+    rows.sort(key=lambda row: row.split("|")[3].strip())          # by notebook; a notebook's rows keep their order
+    return "\n".join(header + rows) + "\n"
 
 
 def notebooks(solutions: Path, names: list[str]) -> list[Path]:
@@ -197,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"(expected {_fmt(c['low'])} to {_fmt(c['high'])})")
         print(f"  {'error: ' + r.error if r.error else 'ran'} in {r.seconds:.0f} s", flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(markdown_table(results, date, machine_text, total), encoding="utf-8")
+    earlier = earlier_rows(args.output.read_text(encoding="utf-8"), {r.notebook for r in results}) \
+        if args.output.is_file() else []
+    args.output.write_text(markdown_table(results, date, machine_text, total, earlier), encoding="utf-8")
     failed = [r.notebook for r in results if not r.ok]
     print(f"wrote {args.output}; " + (f"FAILED: {', '.join(failed)}" if failed else "all passed"))
     return 1 if failed else 0

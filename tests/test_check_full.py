@@ -48,6 +48,26 @@ def test_the_table_has_a_row_per_claim_and_marks_failures():
     assert not results[0].ok and results[1].ok and not results[2].ok
 
 
+def test_a_run_of_some_notebooks_keeps_the_last_rows_of_the_others():
+    first = check_full.markdown_table([check_full.Result("01_x", 5.0, [{"name": "a", "value": 1.5, "low": 1, "high": 2,
+                                                                         "ok": True}]),
+                                       check_full.Result("02_y", 4.0)], "2026-01-01 00:00 UTC", "cpu A")
+    again = check_full.Result("02_y", 6.0, [{"name": "c", "value": 3.0, "low": 1, "high": 2, "ok": False}])
+    earlier = check_full.earlier_rows(first, {"02_y"})
+    assert earlier == ["| 2026-01-01 | cpu A | 01_x | 5 | a | 1.5 | 1 to 2 | yes |"]
+    text = check_full.markdown_table([again], "2026-02-03 00:00 UTC", "cpu B", total=2, earlier=earlier)
+    rows = [line for line in text.splitlines() if line.startswith("| 2026")]
+    assert rows == ["| 2026-01-01 | cpu A | 01_x | 5 | a | 1.5 | 1 to 2 | yes |",
+                    "| 2026-02-03 | cpu B | 02_y | 6 | c | 3 | 1 to 2 | no |"]
+    assert "FAILED" in text and "their own last run" in text
+    passed = check_full.markdown_table([check_full.Result("02_y", 6.0)], "2026-02-03 00:00 UTC", "cpu B", total=2,
+                                       earlier=earlier)
+    assert "all passed" in passed
+    stale = earlier + ["| 2026-01-01 | cpu A | 03_z | 5 | b | 9 | 1 to 2 | no |"]
+    assert "FAILED" in check_full.markdown_table([check_full.Result("02_y", 6.0)], "2026-02-03 00:00 UTC", "cpu B",
+                                                 total=3, earlier=stale)
+
+
 def _notebook(folder, name, cells):
     folder.mkdir(parents=True)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
