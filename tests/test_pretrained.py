@@ -58,6 +58,7 @@ def test_registry_pins_every_shipped_file():
         assert python == "python" and arg == name and entry.description, name
         assert script in ("scripts/train_checkpoints.py", "scripts/train_latent.py",
                           "scripts/train_conditioning.py", "scripts/train_fewstep.py",
+                          "scripts/train_lcm.py",
                           "scripts/train_ip_adapter.py", "scripts/train_controlnet.py"), name
         assert (Path(__file__).resolve().parent.parent / script).is_file(), script
         total += path.stat().st_size
