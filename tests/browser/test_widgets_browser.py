@@ -235,7 +235,11 @@ def _wait_for_change(page, output, before: list[str], what: str) -> float:
 
 
 def _controls(page, output):
-    """(description, action) for every control of one widget output."""
+    """(description, action) for every control of one widget output.
+
+    An explorer with a button (a "Generate" that draws what the controls set) is given each
+    control's change and then a press of that button, as a learner would.
+    """
     actions = []
     for i, slider in enumerate(output.query_selector_all(".widget-slider")):
         def move(slider=slider):
@@ -267,6 +271,16 @@ def _controls(page, output):
             box.fill(str(new))
             box.press("Enter")
         actions.append((f"number box {i}", type_))
+    buttons = [b for b in output.query_selector_all(".widget-button")
+               if not b.evaluate("b => !!b.closest('.widget-play, .widget-toggle-buttons')")]
+    if buttons:
+        def then_press(act, button=buttons[0]):
+            def both():
+                act()
+                page.wait_for_timeout(300)
+                button.click()
+            return both
+        actions = [(f"{what}, then {buttons[0].inner_text().strip()!r}", then_press(act)) for what, act in actions]
     for i, play in enumerate(output.query_selector_all(".widget-play")):
         def press_play(play=play):
             play.query_selector("button").click()
