@@ -11,6 +11,7 @@ from dlcourse.data import make_shapes
 from dlcourse.samplers import sample_ddim
 from dlcourse.schedules import get_schedule
 from dlcourse.tensors import seeded_noise
+from dlcourse.widgets._base import png_size
 from dlcourse.widgets.control import control_explorer, controlled_samples, drawn_controls, outline
 
 SCHEDULE = get_schedule("cosine", 1000)
@@ -96,6 +97,8 @@ def test_explorer_builds_headless_redraws_and_reports_unknown_words(model):
     assert len(box.picker.options) == 2 + len(drawn_controls(16))
     first = box.image.value
     assert first[:4] == b"\x89PNG"
+    width, height = png_size(first)                   # shown at its own size, never stretched to the output's width
+    assert (box.image.layout.width, box.image.layout.height) == (f"{width}px", f"{height}px")
     box.picker.value = box.picker.options[-1]
     assert box.image.value != first and "with ControlNet" in box.label.value
     box.prompt.value = "a purple circle"

@@ -25,7 +25,7 @@ from ..samplers import sample_ddim
 from ..schedules import NoiseSchedule
 from ..tensors import seeded_noise
 from ..validation import check_int, check_number, check_positive, check_schedule, check_tensor
-from ._base import png_bytes, skip_while_grading
+from ._base import image_widget, png_bytes, set_png, skip_while_grading
 
 __all__ = ["control_explorer", "controlled_samples", "drawn_controls", "outline"]
 
@@ -137,7 +137,7 @@ def control_explorer(model: ControlledModel, schedule: NoiseSchedule, data=None,
                               layout=widgets.Layout(width="480px"))
     text = widgets.Text(value=prompt, description="prompt", continuous_update=False,
                         layout=widgets.Layout(width="480px"))
-    image = widgets.Image(format="png")
+    image = image_widget()
     caption = widgets.Label()
 
     def redraw(_=None):
@@ -151,7 +151,7 @@ def control_explorer(model: ControlledModel, schedule: NoiseSchedule, data=None,
         top = torch.full_like(without, -1.0)                          # the control, then blank tiles
         top[0] = control[0].expand(3, -1, -1)
         rows = torch.cat([top, without, with_control])                # (3n, 3, H, W)
-        image.value = png_bytes(image_grid(rows, nrow=n), display_size)
+        set_png(image, png_bytes(image_grid(rows, nrow=n), display_size))
         caption.value = (f"top: the control; middle: the base without it; bottom: with ControlNet "
                          f"(prompt {text.value!r}, w = {w:g}, DDIM-{steps}, the same noise in both rows)")
 
