@@ -78,8 +78,8 @@ def run_loop(denoiser: Denoiser, x_T: torch.Tensor, times, update, *, desc: str,
 
 
 def vp_setup(model, schedule: NoiseSchedule, steps, spacing: str, *, prediction_type: str, cond,
-             guidance_scale: float, clip_x0: bool):
+             guidance_scale: float, clip_x0: bool, threshold_x0=None):
     """The ``VPDenoiser`` and decreasing timesteps that every ``sample_<name>`` entry point builds."""
     denoiser = VPDenoiser(model, schedule, prediction_type=prediction_type, cond=cond,
-                          guidance_scale=guidance_scale, clip_x0=clip_x0)
+                          guidance_scale=guidance_scale, clip_x0=clip_x0, threshold_x0=threshold_x0)
     return denoiser, vp_times(schedule, steps, spacing)

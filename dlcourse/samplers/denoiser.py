@@ -113,19 +113,26 @@ class Denoiser:
         guidance_scale: classifier-free guidance weight w (1 = none).
         clip_x0: clamp the x_0 guess to [-1, 1] (images) and recompute eps from it, so the
             two guesses stay consistent with x.
+        threshold_x0: None, or a function ``(B, ...) -> (B, ...)`` applied to the x_0 guess at every
+            step before ``clip_x0`` (eps is then recomputed from it), e.g. Imagen's dynamic
+            thresholding (``dlcourse.systems.imagen``). None changes nothing.
     """
 
     prediction_types: tuple = ()
 
     def __init__(self, model, *, prediction_type: str, cond=None, guidance_scale: float = 1.0,
-                 clip_x0: bool = False):
+                 clip_x0: bool = False, threshold_x0=None):
         check_choice("prediction_type", prediction_type, self.prediction_types)
+        if threshold_x0 is not None and not callable(threshold_x0):
+            raise TypeError(f"threshold_x0: expected None or a function of the x_0 guess, got "
+                            f"{type(threshold_x0).__name__}")
         self.model = model
         self.device = model_device(model)
         self.prediction_type = prediction_type
         self.cond = to_device(cond, self.device)
         self.guidance_scale = check_number("guidance_scale", guidance_scale)
         self.clip_x0 = bool(clip_x0)
+        self.threshold_x0 = threshold_x0
         self._checked = False
 
     def alpha_bar(self, t) -> float:
@@ -148,8 +155,11 @@ class Denoiser:
         """The guesses ``(x_0, eps)``, each (B, ...) like ``x``, at time ``t`` (a number)."""
         ab = self.alpha_bar(t)
         x_0, eps = self._read(x, t, ab)
+        if self.threshold_x0 is not None:
+            x_0 = self.threshold_x0(x_0)
         if self.clip_x0:
             x_0 = x_0.clamp(-1, 1)
+        if self.clip_x0 or self.threshold_x0 is not None:
             eps = eps_from_x0(x, x_0, ab)
         return x_0, eps
 
@@ -164,9 +174,9 @@ class VPDenoiser(Denoiser):
     prediction_types = PREDICTION_TYPES
 
     def __init__(self, model, schedule: NoiseSchedule, *, prediction_type: str = "epsilon", cond=None,
-                 guidance_scale: float = 1.0, clip_x0: bool = False):
+                 guidance_scale: float = 1.0, clip_x0: bool = False, threshold_x0=None):
         super().__init__(model, prediction_type=prediction_type, cond=cond, guidance_scale=guidance_scale,
-                         clip_x0=clip_x0)
+                         clip_x0=clip_x0, threshold_x0=threshold_x0)
         self.schedule = check_schedule("schedule", schedule)
         self._alphas_cumprod = schedule.alphas_cumprod.double().cpu().tolist()
 
@@ -189,7 +199,7 @@ class FlowDenoiser(Denoiser):
     the network sees ``x_t = s x`` and ``t * time_scale`` as a (B,) float tensor.
 
     Args:
-        model, cond, guidance_scale, clip_x0: as in ``Denoiser``.
+        model, cond, guidance_scale, clip_x0, threshold_x0: as in ``Denoiser``.
         prediction_type: "velocity" (``v = dx_t/dt = eps - x_0``, the usual flow-matching target),
             "epsilon" or "sample".
         time_scale: multiplies t before the network sees it (1000 for a network whose time
@@ -199,9 +209,9 @@ class FlowDenoiser(Denoiser):
     prediction_types = FLOW_PREDICTION_TYPES
 
     def __init__(self, model, *, prediction_type: str = "velocity", cond=None, guidance_scale: float = 1.0,
-                 clip_x0: bool = False, time_scale: float = 1.0):
+                 clip_x0: bool = False, time_scale: float = 1.0, threshold_x0=None):
         super().__init__(model, prediction_type=prediction_type, cond=cond, guidance_scale=guidance_scale,
-                         clip_x0=clip_x0)
+                         clip_x0=clip_x0, threshold_x0=threshold_x0)
         self.time_scale = check_number("time_scale", time_scale, minimum=0.0)
 
     @staticmethod

@@ -1,12 +1,13 @@
 """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2).
 
-Write ``x_t = alpha_t x_0 + sigma_t eps`` with ``alpha_t = sqrt(ab)``,
-``sigma_t = sqrt(1 - ab)`` and the half log-SNR ``lambda_t = log(alpha_t / sigma_t)``.
-In lambda, the probability-flow ODE for the data prediction has an exactly
-solvable linear part; only the model's x_0 guess needs approximating.
-From t_{i-1} to t_i, with ``h_i = lambda_{t_i} - lambda_{t_{i-1}}``::
+With the log-SNR ``lambda_t = log(ab_t / (1 - ab_t))`` as time, the probability-flow
+ODE for the data prediction has an exactly solvable linear part; only the model's x_0
+guess needs approximating. From t_{i-1} to t_i, with ``h_i = lambda_{t_i} - lambda_{t_{i-1}}``::
 
-    x_{t_i} = (sigma_{t_i} / sigma_{t_{i-1}}) x_{t_{i-1}} - alpha_{t_i} (e^{-h_i} - 1) D_i
+    x_{t_i} = sqrt((1 - ab_{t_i}) / (1 - ab_{t_{i-1}})) x_{t_{i-1}} - sqrt(ab_{t_i}) (e^{-h_i / 2} - 1) D_i
+
+(The paper writes alpha_t for sqrt(ab_t), sigma_t for sqrt(1 - ab_t) and lambda_t for half
+the log-SNR, so its e^{-h} is e^{-h / 2} here; the code steps in ``half_log_snr`` directly.)
 
 The first step uses ``D_1 = x_0_guess(t_0)`` (first order: DPM-Solver++(1), which
 is DDIM). Later steps reuse the previous step's guess to extrapolate, at no extra
@@ -14,7 +15,7 @@ model call (multistep, second order)::
 
     r_i = h_{i-1} / h_i,   D_i = (1 + 1 / (2 r_i)) x_0_guess(t_{i-1}) - 1 / (2 r_i) x_0_guess(t_{i-2})
 
-The last step, to clean data (sigma = 0, lambda = infinity), is first order and
+The last step, to clean data (ab = 1, lambda = infinity), is first order and
 returns the last x_0 guess. Older diffusers releases did the same by default
 (``final_sigmas_type="zero"`` with ``lower_order_final``); diffusers 0.42 takes it at
 second order, extrapolating the x_0 guess from the last two, which is less accurate:
@@ -22,7 +23,7 @@ the extrapolation's weight grows with the step's length in lambda, and this one 
 the longest of all.
 
 With timesteps evenly spaced in t, the last interval, t from T / steps down to 0,
-stays long in lambda at any step count (near t = 0, lambda ~ -log(beta_0 (t + 1)) / 2),
+stays long in lambda at any step count (near t = 0, lambda ~ -log(beta_0 (t + 1))),
 so the second order shows late. What that costs on the 2-D toy checkpoint, with and without ``lower_order_final``,
 is measured in ``bench/README.md``; the "reversed_quadratic" and "logsnr" spacings
 shorten that interval (``spacing.py``).
@@ -54,17 +55,18 @@ def dpmpp_2m_step(x_t: torch.Tensor, x_0: torch.Tensor, alpha_bar_t: float, alph
         alpha_bar_last: alpha_bar there (< alpha_bar_t), or None.
 
     Returns:
-        (B, ...) ``x_s = (sigma_s / sigma_t) x_t - alpha_s (exp(-h) - 1) D``, with ``h = lambda_s - lambda_t``
-        and ``D = x_0`` or ``(1 + 1 / (2r)) x_0 - 1 / (2r) x_0_last``, ``r = (lambda_t - lambda_last) / h``.
+        (B, ...) ``x_s = sqrt((1 - ab_s) / (1 - ab_t)) x_t - sqrt(ab_s) (exp(-h / 2) - 1) D``, with the log-SNR
+        lambda, ``h = lambda_s - lambda_t`` and ``D = x_0`` or ``(1 + 1 / (2r)) x_0 - 1 / (2r) x_0_last``,
+        ``r = (lambda_t - lambda_last) / h``.
     """
-    h = half_log_snr(alpha_bar_s) - half_log_snr(alpha_bar_t)
+    half_h = half_log_snr(alpha_bar_s) - half_log_snr(alpha_bar_t)                  # h / 2
     if x_0_last is None:
         D = x_0
     else:
-        r = (half_log_snr(alpha_bar_t) - half_log_snr(alpha_bar_last)) / h
+        r = (half_log_snr(alpha_bar_t) - half_log_snr(alpha_bar_last)) / half_h      # the same ratio in h
         D = (1 + 1 / (2 * r)) * x_0 - 1 / (2 * r) * x_0_last
-    sigma_ratio = math.sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t))
-    return sigma_ratio * x_t - math.sqrt(alpha_bar_s) * math.expm1(-h) * D
+    noise_ratio = math.sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t))
+    return noise_ratio * x_t - math.sqrt(alpha_bar_s) * math.expm1(-half_h) * D
 
 
 @torch.no_grad()
@@ -93,7 +95,7 @@ def dpmpp_2m_loop(denoiser, x_T: torch.Tensor, times, *, lower_order_final: bool
 def sample_dpmpp_2m(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int | None = None, *, cond=None,
                     guidance_scale: float = 1.0, prediction_type: str = "epsilon", spacing: str = "linspace",
                     clip_x0: bool = True, generator: torch.Generator | None = None, callback=None,
-                    progress: bool = True, lower_order_final: bool = True) -> torch.Tensor:
+                    progress: bool = True, lower_order_final: bool = True, threshold_x0=None) -> torch.Tensor:
     """Generate samples with DPM-Solver++(2M), multistep, data prediction (deterministic).
 
     Args:
@@ -106,13 +108,14 @@ def sample_dpmpp_2m(model, x_T: torch.Tensor, schedule: NoiseSchedule, steps: in
         lower_order_final: with fewer than 15 steps, take the step into the last visited
             timestep at first order too (diffusers' ``lower_order_final``). With timesteps
             evenly spaced in t, that step is a long one in lambda (for the linear schedule
-            from about 1 to 4.6 at 10 steps), and extrapolating the x_0 guess across it
+            from about 1.9 to 9.2 at 10 steps), and extrapolating the x_0 guess across it
             costs more than it gains.
+        threshold_x0: None, or a function applied to the x_0 guess at every step (``Denoiser``).
 
     Returns:
         (B, ...) the samples ``x_0``.
     """
     denoiser, times = vp_setup(model, schedule, steps, spacing, prediction_type=prediction_type, cond=cond,
-                               guidance_scale=guidance_scale, clip_x0=clip_x0)
+                               guidance_scale=guidance_scale, clip_x0=clip_x0, threshold_x0=threshold_x0)
     return dpmpp_2m_loop(denoiser, x_T, times, lower_order_final=lower_order_final, callback=callback,
                          progress=progress)
