@@ -83,11 +83,12 @@ def main() -> None:
     x_T = seeded_noise((len(prompts), 3, 16, 16), args.seed)
     percentiles = [float(q) for q in args.percentiles.split(",")]
     treatments = {"none": dict(clip_x0=False), "static": dict(clip_x0=True),
-                  **{f"dynamic {q:g}": dict(clip_x0=False, threshold_x0=functools.partial(dynamic_threshold,
-                                                                                         percentile=q))
+                  **{f"dynamic {q:g}": dict(clip_x0=False,
+                                            threshold_x0=functools.partial(dynamic_threshold, percentile=q))
                      for q in percentiles}}
 
-    print(f"shapes16_unet_text, DDIM-{args.steps}, {len(prompts)} held-in prompts; real images: saturation {100 * saturation(real_a):.2f}%, FD floor {floor:.2f}\n")
+    print(f"shapes16_unet_text, DDIM-{args.steps}, {len(prompts)} held-in prompts; real images: saturation "
+          f"{100 * saturation(real_a):.2f}%, FD floor {floor:.2f}\n")
     print("| w | x_0 treatment | sat. | guess > 1 | all | valid | FD |")
     print("|---|---|---|---|---|---|---|")
     for w in ws:

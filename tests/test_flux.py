@@ -42,7 +42,7 @@ def tiny_unet():
 
 def test_the_loss_starts_at_zero_at_w_1_and_teaches_w_elsewhere():
     teacher = tiny_unet().eval().requires_grad_(False)
-    with torch.no_grad():             # weights of a trained network (the output conv starts at zero), labels that matter
+    with torch.no_grad():             # weights like a trained network's (the output conv starts at zero)
         for q in teacher.parameters():
             q.add_(0.2 * torch.randn_like(q))
     student = GuidanceInput(copy.deepcopy(teacher).requires_grad_(True))

@@ -25,8 +25,8 @@ def numpy_dynamic(x: np.ndarray, p: float) -> np.ndarray:
 @pytest.mark.parametrize("p", [0.995, 0.9, 0.5, 1.0])
 def test_dynamic_threshold_matches_the_paper_sample_by_sample(p):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(5, 3, 8, 8, generator=g, dtype=torch.float64) * torch.tensor([0.2, 1.0, 2.0, 4.0, 9.0],
-                                                                                  dtype=torch.float64)[:, None, None, None]
+    scales = torch.tensor([0.2, 1.0, 2.0, 4.0, 9.0], dtype=torch.float64)[:, None, None, None]
+    x = torch.randn(5, 3, 8, 8, generator=g, dtype=torch.float64) * scales
     out = dynamic_threshold(x, p)
     np.testing.assert_allclose(out.numpy(), numpy_dynamic(x.numpy(), p), rtol=1e-12, atol=1e-12)
     assert out.abs().max() <= 1 and out.dtype == x.dtype and out.shape == x.shape
