@@ -3,11 +3,12 @@
 Start from ``x_T ~ N(0, I)``; at each step ask the model for its guess of the noise
 and draw ``x_s`` from the posterior ``q(x_s | x_t, x_0 = guess)``, the same step back
 that notebook 01 took when it knew the true ``x_0``. From t to the next visited
-timestep s, with ``alpha_t = ab_t / ab_s`` and ``beta_t = 1 - alpha_t`` (the respaced
-chain of Nichol & Dhariwal 2021, sec. 4, which keeps alpha_bar at the visited steps)::
+timestep s, with ``alpha_ts = ab_t / ab_s`` and ``beta_ts = 1 - alpha_ts`` (the course's
+alpha_{t|s} and beta_{t|s}: the respaced chain of Nichol & Dhariwal 2021, sec. 4, which keeps
+alpha_bar at the visited steps; with s = t - 1 they are the schedule's alpha_t and beta_t)::
 
-    x_s = (x_t - beta_t / sqrt(1 - ab_t) eps) / sqrt(alpha_t) + sigma_t z,
-    sigma_t^2 = (1 - ab_s) / (1 - ab_t) beta_t                     (beta_tilde, Ho et al. eq. 7)
+    x_s = (x_t - beta_ts / sqrt(1 - ab_t) eps) / sqrt(alpha_ts) + sqrt(beta_tilde) z,
+    beta_tilde = (1 - ab_s) / (1 - ab_t) beta_ts                   (Ho et al. eq. 7)
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, alpha_ba
     Returns:
         (B, ...) ``x_s``.
     """
-    alpha_t = alpha_bar_t / alpha_bar_s
-    beta_t = 1 - alpha_t
-    mean = (x_t - beta_t / math.sqrt(1 - alpha_bar_t) * eps) / math.sqrt(alpha_t)
-    variance = (1 - alpha_bar_s) / (1 - alpha_bar_t) * beta_t
+    alpha_ts = alpha_bar_t / alpha_bar_s
+    beta_ts = 1 - alpha_ts
+    mean = (x_t - beta_ts / math.sqrt(1 - alpha_bar_t) * eps) / math.sqrt(alpha_ts)
+    variance = (1 - alpha_bar_s) / (1 - alpha_bar_t) * beta_ts                  # beta_tilde
     return mean + math.sqrt(variance) * z if variance > 0 else mean
 
 

@@ -16,18 +16,18 @@ Design Space", eq. 5; diffusers' ``use_karras_sigmas``). For T = 1000 and 10 ste
     "quadratic"           (T-1) u^2, u = i / (steps-1):         0, 12, 49, 111, ..., 790, 999
     "reversed_quadratic"  (T-1) (1 - (1-u)^2):                  0, 210, 395, 555, ..., 987, 999
     "karras"              evenly in sigma^(1/7), sigma <= 80:   0, 20, 117, 377, ..., 984, 999
-    "logsnr"              evenly in lambda = log(alpha / sigma):  0, 14, 105, 476, ..., 998, 999
+    "logsnr"              evenly in lambda = log(ab / (1 - ab)):  0, 14, 105, 476, ..., 998, 999
 
 Where the steps go matters most at high noise with the cosine schedule, whose
-betas are clipped at 0.999 near t = T: in the half log-SNR
-``lambda = log(sqrt(ab) / sqrt(1 - ab))`` it has -9.9 at t = 999 but -2.5 at
+betas are clipped at 0.999 near t = T: its log-SNR
+``lambda = log(ab / (1 - ab))`` is -19.8 at t = 999 but -5.0 at
 t = 946, so the first of 20 "linspace" steps spans nearly as much of lambda as
 the 19 others together, with the network's x_0 guess at pure noise (about the
 mean image) taken for the whole way. On the shapes U-Net about a tenth of
 DPM-Solver++(2M)'s 20-step samples then end far from where the converged ODE
 takes them (notebook 04, section 8).
 "reversed_quadratic" crowds the steps there instead (t = 999, 996, 988, 974, ...
-at 20 steps), and spaces the rest almost evenly in lambda down to about 1.7 at its
+at 20 steps), and spaces the rest almost evenly in lambda down to about 3.5 at its
 second-smallest timestep; "quadratic" does the opposite, spending the steps at low
 noise, where the fine detail is decided.
 
@@ -35,17 +35,17 @@ noise, where the fine detail is decided.
 ``x_t / sqrt(ab)``) evenly in ``sigma^(1/rho)``, rho = 7, from ``sigma_max`` down
 to the schedule's smallest sigma, and visits the timestep whose sigma is nearest
 each; the first is replaced by T-1, so sampling starts from pure noise. ``sigma_max``
-is Karras et al.'s 80 (t = 991 for the cosine schedule, lambda = -4.4), or the
+is Karras et al.'s 80 (t = 991 for the cosine schedule, lambda = -8.8), or the
 schedule's largest sigma if that is smaller; uncapped, the cosine schedule's
 20,000 would crowd the steps above t = 950. Its steps are dense at both ends and
 sparse in the middle. What each spacing does to the shapes U-Net's samples is
 measured in ``bench/README.md``.
 
-"logsnr" spaces the half log-SNR ``lambda`` evenly from its value at t = 0 to its value at
+"logsnr" spaces the log-SNR ``lambda`` evenly from its value at t = 0 to its value at
 T-1 and visits the timestep nearest each: the DPM-Solver paper's choice for pixel-space
 models (Lu et al. 2022, "DPM-Solver", sec. 3.3 and appendix D.1, "time uniform in logSNR"),
 natural for a solver whose step is exact in lambda. With the cosine schedule's clipped
-last betas it spends several steps above t = 946, where lambda falls from -2.5 to -9.9.
+last betas it spends several steps above t = 946, where lambda falls from -5.0 to -19.8.
 
 "leading" never starts at T-1, so the first step sees less noise than the model
 was trained to remove (Stable Diffusion 1.x adds 1 to every step, its
@@ -105,7 +105,7 @@ def _karras_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
 
 def _logsnr_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     """Increasing timesteps nearest ``steps`` values of lambda evenly spaced from lambda_0 to lambda_{T-1}."""
-    lam = half_log_snr(schedule.alphas_cumprod.double().cpu())                        # (T,), decreasing in t
+    lam = half_log_snr(schedule.alphas_cumprod.double().cpu())    # lambda / 2, (T,), decreasing in t
     targets = torch.linspace(float(lam[-1]), float(lam[0]), steps, dtype=torch.float64).flip(0)   # increasing t
     t = (lam[None, :] - targets[:, None]).abs().argmin(dim=1)
     t[-1] = schedule.T - 1
