@@ -138,6 +138,14 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "dlcourse.conditioning.load_controlnet; with the empty prompt, samples overlap the control's shape at "
            "IoU 0.95 (0.16 without the control) with DDIM-20",
            script="train_controlnet"),
+    _entry("sd1_shapes32",
+           "da33cdd63901974806652af5aa32b170c2cd6eb6c5ccee8226dea5eaf6368b13",
+           "Stable Diffusion 1.x in miniature: a U-Net (0.94M, stored in float16) on vae_shapes32's scaled 4x8x8 "
+           "latents reading clip_shapes16's frozen tokens by cross-attention at 8x8 and 4x4, caption dropout 0.15 to "
+           "the empty prompt, cosine T=1000, v-prediction; load with "
+           "dlcourse.systems.StableDiffusionMini.from_pretrained; >= 99% of prompts followed in shape, colour and "
+           "size with DPM-Solver++(2M)-20 at w = 1 and 3",
+           script="train_sd1"),
 )}
 
 

@@ -59,7 +59,8 @@ def test_registry_pins_every_shipped_file():
         assert script in ("scripts/train_checkpoints.py", "scripts/train_latent.py",
                           "scripts/train_conditioning.py", "scripts/train_fewstep.py",
                           "scripts/train_lcm.py",
-                          "scripts/train_ip_adapter.py", "scripts/train_controlnet.py"), name
+                          "scripts/train_ip_adapter.py", "scripts/train_controlnet.py",
+                          "scripts/train_sd1.py"), name
         assert (Path(__file__).resolve().parent.parent / script).is_file(), script
         total += path.stat().st_size
     total += sum(p.stat().st_size for p in pretrained.ASSET_DIR.glob("judge_*.pt"))
