@@ -253,7 +253,7 @@ def annealed_langevin(score_fn, x: torch.Tensor, sigmas, step_size: float, steps
         score_fn: ``score_fn(x, sigma) -> (B, ...)`` with sigma a float.
         x: (B, ...) starting points, e.g. ``sigmas[0] * randn``; device and dtype are kept.
         sigmas: (L,) strictly decreasing noise levels.
-        step_size: the step at the smallest level (Song & Ermon's epsilon), > 0.
+        step_size: delta_L, the step at the smallest level (Song & Ermon call it epsilon), > 0.
         steps_per_level: Langevin steps per level (their T), >= 1.
         generator: torch.Generator for the noise.
         callback: called as ``callback(i, k, sigma_i, x)`` after step k of level i.
