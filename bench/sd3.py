@@ -1,0 +1,108 @@
+"""SD3's MM-DiT (a rectified flow) against the cross-attention U-Net, trained for equal CPU time (notebook 10c).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/sd3.py MMDIT.pt UNET.pt          # files of scripts/train_sd3.py
+    OMP_NUM_THREADS=1 .venv/bin/python bench/sd3.py --shipped UNET.pt         # the shipped sd3_shapes16
+
+A script, not a test. Both files come from ``scripts/train_sd3.py`` with the same ``--cpu-seconds``: the same
+data, text encoder, caption dropout, batch and budget in process CPU seconds. Each model draws one image per
+prompt for the held-in captions of ``make_shapes(n, seed=1)`` (images the training never saw; the blue
+triangles, held out in training, are left out), from the same noise, at the **same number of network calls**:
+``--steps`` calls per image unguided (w = 1), twice as many with guidance (the prompt and the empty prompt).
+The U-Net samples with DDIM (v-prediction, x_0 clipped, as notebook 07a); the MM-DiT with Euler's method on
+its flow (``sample_flow``) at each time shift of ``--shifts`` (SD3's ``t' = s t / (1 + (s - 1) t)``, 1 = none),
+its samples clamped to [-1, 1].
+
+Columns: **all** (``prompt_accuracy``: the judge calls the sample valid and reads the prompt's shape, colour
+and size), **+ pos.** (and the place read from the pixels), **valid**, **FD** against real images
+(``quality_report``: the judge's features, the first n of ``make_shapes(2n, seed=2)``), **floor** (the FD of
+the other n real images: the best a model can get at this n), and the wall time of the sampling. Record the
+machine's load with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from dlcourse.checkpoints import build_model, load_checkpoint
+from dlcourse.conditioning import TextToImage, Tokenizer
+from dlcourse.conditioning.text_to_image import held_out, prompt_accuracy
+from dlcourse.data import make_shapes
+from dlcourse.judge import load_judge
+from dlcourse.metrics import quality_report
+from dlcourse.pretrained import load_pretrained
+from dlcourse.rectified_flow import sample_flow
+from dlcourse.samplers import sample_ddim
+from dlcourse.schedules import get_schedule
+from dlcourse.systems import MMDiT  # noqa: F401  (registers the MM-DiT for build_model)
+
+
+def load(path) -> tuple[TextToImage, dict]:
+    """A ``TextToImage`` around the file's network and the text encoder it was trained with."""
+    checkpoint = load_checkpoint(path)
+    net = build_model(checkpoint).float().eval()
+    info = {**checkpoint.get("extra", {}), **{k: v for k, v in checkpoint["config"].items() if k != "kwargs"}}
+    clip, clip_info = load_pretrained(info["text_encoder"], device="cpu")
+    if clip_info["sha256"] != info["text_encoder_sha256"]:
+        raise ValueError(f"{path}: trained with another {info['text_encoder']}")
+    return TextToImage(net, clip.text_encoder, Tokenizer(**clip_info["tokenizer"])).eval(), info
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mmdit", nargs="?", help="the MM-DiT's file (or --shipped)")
+    p.add_argument("unet", help="the U-Net's file")
+    p.add_argument("--shipped", action="store_true", help="measure the shipped sd3_shapes16")
+    p.add_argument("--n", type=int, default=256, help="prompts drawn (held-in ones are kept)")
+    p.add_argument("--steps", type=int, default=20, help="sampler steps (network calls per image at w = 1)")
+    p.add_argument("--ws", default="1,3", help="guidance scales, comma separated")
+    p.add_argument("--shifts", default="1,3", help="the MM-DiT's time shifts, comma separated")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    if args.shipped:
+        from dlcourse.pretrained import pretrained_path
+        args.mmdit = str(pretrained_path("sd3_shapes16"))
+    if args.mmdit is None:
+        p.error("give the MM-DiT's file or --shipped")
+    test = make_shapes(args.n, size=16, seed=1)
+    prompts = [c for c, h in zip(test.captions, held_out(test.captions, ["blue triangle"]).tolist()) if not h]
+    n = len(prompts)
+    reference = make_shapes(2 * n, size=16, seed=2).images
+    x_T = torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    judge = load_judge(16)
+    rows = []
+    for name, path in (("MM-DiT", args.mmdit), ("U-Net", args.unet)):
+        pipe, info = load(path)
+        cond = pipe.cond(prompts)
+        params = sum(q.numel() for q in pipe.unet.parameters())
+        print(f"{name}: {path}, {params / 1e6:.3f}M parameters, {info['steps']} steps in {info['cpu_seconds']} "
+              f"CPU s ({info['wall_seconds']} s wall), final loss {info['final_loss']}", flush=True)
+        shifts = [float(s) for s in args.shifts.split(",")] if name == "MM-DiT" else [None]
+        for w in (float(v) for v in args.ws.split(",")):
+            for shift in shifts:
+                start = time.perf_counter()
+                with torch.no_grad():
+                    if name == "MM-DiT":
+                        x = sample_flow(pipe, x_T, args.steps, time_scale=info["time_scale"], shift=shift,
+                                        cond=cond, guidance_scale=w).clamp(-1, 1)
+                    else:
+                        x = sample_ddim(pipe, x_T, get_schedule(info["schedule"], info["T"]), args.steps,
+                                        cond=cond, guidance_scale=w, prediction_type=info["prediction_type"],
+                                        progress=False)
+                seconds = time.perf_counter() - start
+                acc = prompt_accuracy(judge, x, prompts)
+                q = quality_report(judge, x, reference)
+                calls = args.steps * (1 if w == 1 else 2)
+                sampler = f"Euler, shift {shift:g}" if name == "MM-DiT" else "DDIM"
+                rows.append(f"| {name} | {sampler} | {w:g} | {calls} | {acc.all:.3f} | {acc.all_with_position:.3f} | "
+                            f"{acc.valid:.3f} | {q.fd:.2f} | {q.fd_floor:.2f} | {seconds:.1f} |")
+                print(rows[-1], flush=True)
+    print(f"\n{n} held-in prompts, one image each, the same noise\n"
+          "| model | sampler | w | calls / image | all | + pos. | valid | FD | floor | s |\n|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Train SD3's MM-DiT as a rectified flow and the course's cross-attention U-Net at equal CPU time (notebook 10c).
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sd3.py mmdit --cpu-seconds 600 --out /tmp/sd3/mmdit.pt
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sd3.py unet  --cpu-seconds 600 --out /tmp/sd3/unet.pt
+    OMP_NUM_THREADS=1 .venv/bin/python bench/sd3.py /tmp/sd3/mmdit.pt /tmp/sd3/unet.pt     # the measurement
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sd3.py mmdit --cpu-seconds 600 --ship  # sd3_shapes16
+
+Both models read the frozen text encoder of ``clip_shapes16`` (its tokens, ``cond = {"context",
+"context_mask"}``), train from scratch on the same 16 px shapes and captions (``make_shapes(20000,
+seed=0)``, every "blue triangle" held out, as ``shapes16_unet_text``), with caption dropout to the empty
+prompt at p = 0.15 for classifier-free guidance, batches of 128, AdamW with a cosine learning rate, an
+EMA of the weights (0.999), fp32 on one CPU thread.
+
+``mmdit`` (``dlcourse.systems.MMDiT``: width 92, 4 blocks, 4 heads, patches of 2, MLP ratio 2; 0.94M
+parameters): a rectified flow, ``flow_matching_loss`` with SD3's logit-normal t (m = 0, s = 1),
+``time_scale = 1000``; lr 1e-3.
+
+``unet`` (``dlcourse.models.UNet``, the default ``UNetConfig`` with cross-attention at 4x4 and 8x8,
+``context_dim = 64``: ``shapes16_unet_text``'s architecture, 0.90M parameters, but from random weights
+instead of ``shapes16_unet``'s): the U-Net's usual recipe, v-prediction on the cosine schedule (T = 1000)
+with ``diffusion_loss``; lr 8e-4 as ``scripts/train_conditioning.py``.
+
+Equal CPU time: the budget is process CPU seconds (``time.process_time``, which the machine's load does
+not inflate as it does wall time), not steps. The script first times 12 steps (after 3 to warm up) to
+find the CPU seconds per step, sets ``steps = budget / that`` so the cosine schedule ends at the budget,
+trains, and records the CPU seconds the training took. The file holds the EMA weights in float16.
+
+Measured (bench/README.md, "SD3's MM-DiT against the U-Net at equal CPU time", from ``bench/sd3.py``):
+see there; the MM-DiT is shipped as ``sd3_shapes16`` only if it follows prompts as the U-Net does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from dlcourse.checkpoints import load_checkpoint, model_config, save_checkpoint, sha256_file
+from dlcourse.conditioning import TextToImage, Tokenizer
+from dlcourse.conditioning.text_to_image import held_out, text_batches
+from dlcourse.data import make_shapes
+from dlcourse.loop import TrainConfig, fit
+from dlcourse.models import UNet, UNetConfig
+from dlcourse.parameterization import diffusion_loss
+from dlcourse.pretrained import ASSET_DIR, load_pretrained
+from dlcourse.rectified_flow import flow_matching_loss
+from dlcourse.schedules import get_schedule
+from dlcourse.systems import MMDiT, MMDiTConfig
+
+IMAGE_SIZE = 16
+HOLD_OUT = ("blue triangle",)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    kind: str                                     # "mmdit" (rectified flow) or "unet" (v-prediction)
+    lr: float
+    n_train: int = 20_000
+    data_seed: int = 0
+    hold_out: tuple = HOLD_OUT
+    text_encoder: str = "clip_shapes16"
+    p_uncond: float = 0.15
+    batch_size: int = 128
+    lr_schedule: str = "cosine"
+    ema_decay: float = 0.999
+    seed: int = 0
+    threads: int = 1
+    # rectified flow (mmdit)
+    mmdit: tuple = (("hidden_dim", 92), ("depth", 4), ("num_heads", 4), ("patch_size", 2), ("mlp_ratio", 2.0))
+    t_sampling: str = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    time_scale: float = 1000.0
+    # diffusion (unet)
+    schedule: str = "cosine"
+    T: int = 1000
+    prediction_type: str = "v_prediction"
+
+
+RECIPES = {"mmdit": Recipe("mmdit", lr=1e-3), "unet": Recipe("unet", lr=8e-4)}
+
+
+def build(r: Recipe, context_dim: int) -> torch.nn.Module:
+    """The recipe's network, from random weights drawn from its seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(r.seed)
+        if r.kind == "mmdit":
+            return MMDiT(MMDiTConfig(context_dim=context_dim, **dict(r.mmdit)))
+        return UNet(UNetConfig(context_dim=context_dim, cross_attention_levels=2))
+
+
+def loss_function(r: Recipe):
+    """``loss_fn(pipe, batch)`` for ``fit``: flow matching for the MM-DiT, the v-loss for the U-Net."""
+    schedule = get_schedule(r.schedule, r.T)
+
+    def loss_fn(pipe: TextToImage, batch: dict) -> torch.Tensor:
+        with torch.no_grad():
+            cond = pipe.text_encoder(batch["ids"], batch["mask"]).cond()          # frozen: tokens (B, L, D)
+        if r.kind == "mmdit":
+            return flow_matching_loss(pipe.unet, batch["x_0"], cond=cond, time_scale=r.time_scale,
+                                      t_sampling=r.t_sampling, logit_mean=r.logit_mean, logit_std=r.logit_std)
+        return diffusion_loss(pipe.unet, batch["x_0"], schedule, prediction_type=r.prediction_type, cond=cond)
+
+    return loss_fn
+
+
+def train(kind: str, cpu_seconds: float, out: Path, calibrate: int = 12) -> dict:
+    r = RECIPES[kind]
+    torch.set_num_threads(r.threads)
+    clip, clip_info = load_pretrained(r.text_encoder, device="cpu")
+    tok = Tokenizer(**clip_info["tokenizer"])
+    net = build(r, clip.text_encoder.config.dim)
+    n_params = sum(p.numel() for p in net.parameters())
+    pipe = TextToImage(net, clip.text_encoder, tok)
+    data = make_shapes(r.n_train, size=IMAGE_SIZE, seed=r.data_seed)
+    keep = ~held_out(data.captions, r.hold_out)
+    ids, mask = tok.encode([c for c, k in zip(data.captions, keep.tolist()) if k])
+    images = data.images[keep]
+    loss_fn = loss_function(r)
+
+    def batches():
+        return text_batches(images, ids, mask, batch_size=r.batch_size, p_uncond=r.p_uncond, tokenizer=tok)
+
+    # CPU seconds per step, on a throw-away copy
+    probe = copy.deepcopy(pipe)
+    fit(probe, batches(), loss_fn, TrainConfig(steps=3, lr=r.lr, precision="fp32", device="cpu", seed=r.seed,
+                                              progress=False))
+    start = time.process_time()
+    fit(probe, batches(), loss_fn, TrainConfig(steps=calibrate, lr=r.lr, precision="fp32", device="cpu",
+                                              seed=r.seed, progress=False))
+    per_step = (time.process_time() - start) / calibrate
+    steps = max(1, int(cpu_seconds / per_step))
+    print(f"[{kind}] {n_params / 1e6:.3f}M parameters; {per_step:.3f} CPU s / step -> {steps} steps for "
+          f"{cpu_seconds:g} CPU s", flush=True)
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    config = TrainConfig(steps=steps, lr=r.lr, lr_schedule=r.lr_schedule, ema_decay=r.ema_decay, precision="fp32",
+                         device="cpu", seed=r.seed, progress=False)
+    result = fit(pipe, batches(), loss_fn, config)
+    cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
+    tail = result.losses[-200:]
+    print(f"[{kind}] {result.steps} steps in {cpu:.0f} CPU s ({wall:.0f} s wall); mean loss of the last 200 steps "
+          f"{sum(tail) / len(tail):.4f}", flush=True)
+    ema = result.ema_model.unet.float().cpu()
+    extra = dict(recipe={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(r).items()},
+                 hold_out=list(r.hold_out), data="shapes", image_size=IMAGE_SIZE, n_params=n_params,
+                 cpu_seconds_budget=cpu_seconds, cpu_seconds=round(cpu, 1), wall_seconds=round(wall, 1),
+                 steps=result.steps, threads=torch.get_num_threads(), final_loss=round(sum(tail) / len(tail), 5),
+                 text_encoder=r.text_encoder, text_encoder_sha256=clip_info["sha256"],
+                 tokenizer=clip_info["tokenizer"], torch_version=str(torch.__version__), stored_dtype="float16",
+                 command=f"python scripts/train_sd3.py {kind} --cpu-seconds {cpu_seconds:g}")
+    if kind == "mmdit":
+        config_dict = model_config(ema, prediction_type="velocity", time_scale=r.time_scale)
+    else:
+        config_dict = model_config(ema, prediction_type=r.prediction_type, schedule=r.schedule, T=r.T)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    digest = save_checkpoint(out, copy.deepcopy(ema).half(), config_dict, extra=extra)
+    print(f"[{kind}] saved {out} ({out.stat().st_size / 1e6:.2f} MB), SHA-256 {digest}", flush=True)
+    return extra
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=sorted(RECIPES))
+    parser.add_argument("--cpu-seconds", type=float, required=True, help="training budget in process CPU seconds")
+    parser.add_argument("--out", default=None, help="where to write the checkpoint")
+    parser.add_argument("--ship", action="store_true", help="write the MM-DiT to dlcourse/assets/sd3_shapes16.pt")
+    args = parser.parse_args()
+    if args.ship == (args.out is not None):
+        parser.error("give --out PATH or --ship (the MM-DiT only)")
+    if args.ship and args.kind != "mmdit":
+        parser.error("--ship: only the MM-DiT is shipped")
+    out = ASSET_DIR / "sd3_shapes16.pt" if args.ship else Path(args.out)
+    train(args.kind, args.cpu_seconds, out)
+    if args.ship:
+        print(f"[sd3_shapes16] {sha256_file(out)}: write it to {out.with_suffix('.sha256')} and PRETRAINED", flush=True)
+    load_checkpoint(out)                                                    # the file reads back
+
+
+if __name__ == "__main__":
+    main()
