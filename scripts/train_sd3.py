@@ -108,7 +108,21 @@ def loss_function(r: Recipe):
     return loss_fn
 
 
-def train(kind: str, cpu_seconds: float, out: Path, calibrate: int = 12) -> dict:
+def calibrated_steps(pipe, batches, loss_fn, r: Recipe, cpu_seconds: float, calibrate: int) -> int:
+    """The steps that fill ``cpu_seconds``: 3 steps to warm up, then ``calibrate`` timed, on a throw-away copy."""
+    probe = copy.deepcopy(pipe)
+    fit(probe, batches(), loss_fn, TrainConfig(steps=3, lr=r.lr, precision="fp32", device="cpu", seed=r.seed,
+                                              progress=False))
+    start = time.process_time()
+    fit(probe, batches(), loss_fn, TrainConfig(steps=calibrate, lr=r.lr, precision="fp32", device="cpu",
+                                              seed=r.seed, progress=False))
+    per_step = (time.process_time() - start) / calibrate
+    steps = max(1, int(cpu_seconds / per_step))
+    print(f"[{r.kind}] {per_step:.3f} CPU s / step -> {steps} steps for {cpu_seconds:g} CPU s", flush=True)
+    return steps
+
+
+def train(kind: str, cpu_seconds: float | None, out: Path, calibrate: int = 12, steps: int | None = None) -> dict:
     r = RECIPES[kind]
     torch.set_num_threads(r.threads)
     clip, clip_info = load_pretrained(r.text_encoder, device="cpu")
@@ -125,17 +139,9 @@ def train(kind: str, cpu_seconds: float, out: Path, calibrate: int = 12) -> dict
     def batches():
         return text_batches(images, ids, mask, batch_size=r.batch_size, p_uncond=r.p_uncond, tokenizer=tok)
 
-    # CPU seconds per step, on a throw-away copy
-    probe = copy.deepcopy(pipe)
-    fit(probe, batches(), loss_fn, TrainConfig(steps=3, lr=r.lr, precision="fp32", device="cpu", seed=r.seed,
-                                              progress=False))
-    start = time.process_time()
-    fit(probe, batches(), loss_fn, TrainConfig(steps=calibrate, lr=r.lr, precision="fp32", device="cpu",
-                                              seed=r.seed, progress=False))
-    per_step = (time.process_time() - start) / calibrate
-    steps = max(1, int(cpu_seconds / per_step))
-    print(f"[{kind}] {n_params / 1e6:.3f}M parameters; {per_step:.3f} CPU s / step -> {steps} steps for "
-          f"{cpu_seconds:g} CPU s", flush=True)
+    if steps is None:
+        steps = calibrated_steps(pipe, batches, loss_fn, r, cpu_seconds, calibrate)
+    print(f"[{kind}] {n_params / 1e6:.3f}M parameters, {steps} steps", flush=True)
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     config = TrainConfig(steps=steps, lr=r.lr, lr_schedule=r.lr_schedule, ema_decay=r.ema_decay, precision="fp32",
                          device="cpu", seed=r.seed, progress=False)
@@ -151,7 +157,7 @@ def train(kind: str, cpu_seconds: float, out: Path, calibrate: int = 12) -> dict
                  steps=result.steps, threads=torch.get_num_threads(), final_loss=round(sum(tail) / len(tail), 5),
                  text_encoder=r.text_encoder, text_encoder_sha256=clip_info["sha256"],
                  tokenizer=clip_info["tokenizer"], torch_version=str(torch.__version__), stored_dtype="float16",
-                 command=f"python scripts/train_sd3.py {kind} --cpu-seconds {cpu_seconds:g}")
+                 command=f"python scripts/train_sd3.py {kind} --steps {result.steps}")
     if kind == "mmdit":
         config_dict = model_config(ema, prediction_type="velocity", time_scale=r.time_scale)
     else:
@@ -165,7 +171,9 @@ def train(kind: str, cpu_seconds: float, out: Path, calibrate: int = 12) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=sorted(RECIPES))
-    parser.add_argument("--cpu-seconds", type=float, required=True, help="training budget in process CPU seconds")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--cpu-seconds", type=float, help="training budget in process CPU seconds")
+    budget.add_argument("--steps", type=int, help="train exactly this many steps (a run again, as its file records)")
     parser.add_argument("--out", default=None, help="where to write the checkpoint")
     parser.add_argument("--ship", action="store_true", help="write the MM-DiT to dlcourse/assets/sd3_shapes16.pt")
     args = parser.parse_args()
@@ -174,7 +182,7 @@ def main() -> None:
     if args.ship and args.kind != "mmdit":
         parser.error("--ship: only the MM-DiT is shipped")
     out = ASSET_DIR / "sd3_shapes16.pt" if args.ship else Path(args.out)
-    train(args.kind, args.cpu_seconds, out)
+    train(args.kind, args.cpu_seconds, out, steps=args.steps)
     if args.ship:
         print(f"[sd3_shapes16] {sha256_file(out)}: write it to {out.with_suffix('.sha256')} and PRETRAINED", flush=True)
     load_checkpoint(out)                                                    # the file reads back
