@@ -38,6 +38,10 @@ Few-step generation (notebook 08)
 The score view (notebook 09)
 - ``dlcourse.score``: exact scores of Gaussian mixtures, Langevin and annealed Langevin
 
+Systems in miniature (notebook 10)
+- ``dlcourse.systems``: landmark systems rebuilt from the course's parts: Stable Diffusion 1.x behind one call
+  (``sd1``)
+
 Measuring (notebooks 03-05)
 - ``dlcourse.judge``: a small CNN that says whether a shapes image is real, and what it shows
 - ``dlcourse.metrics``: Frechet and energy distances, baselines, the guidance sweep
