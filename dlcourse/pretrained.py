@@ -146,6 +146,13 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "dlcourse.systems.StableDiffusionMini.from_pretrained; >= 99% of prompts followed in shape, colour and "
            "size with DPM-Solver++(2M)-20 at w = 1 and 3",
            script="train_sd1"),
+    _entry("guidance_distilled_shapes16",
+           "1f3509add11bcf175e910606f77ea16a0595fc9ac09049c8392d333f3751c4de",
+           "guidance-distilled student of shapes16_unet_text (Meng et al. 2023, stage one; Flux's guidance as an "
+           "input): w's MLP added to the time embedding (GuidanceInput) and 0.24M tuned U-Net parameters, stored in "
+           "float16 apart from the frozen base; load with dlcourse.systems.flux.load_guidance_distilled; one call "
+           "per step, its DDIM-20 samples within 0.5 FD of true guidance at w = 2, 3 and 5",
+           script="train_guidance_distilled"),
 )}
 
 

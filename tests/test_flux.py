@@ -88,3 +88,30 @@ def test_the_tuned_weights_round_trip_through_a_file(tmp_path):
     with torch.no_grad():
         assert torch.equal(rebuilt(x, t, y, 2.5), expected(x, t, y, 2.5))
         assert torch.equal(FixedGuidance(rebuilt, 2.5)(x, t, y), rebuilt(x, t, y, torch.tensor([2.5, 2.5])))
+
+
+def test_the_shipped_student_follows_true_guidance_closer_than_the_unguided_teacher():
+    from dlcourse.conditioning.text_to_image import load_text_to_image
+    from dlcourse.pretrained import pretrained_path
+    from dlcourse.samplers import sample_ddim
+    from dlcourse.schedules import get_schedule
+    from dlcourse.systems.flux import load_guidance_distilled
+    from dlcourse.tensors import seeded_noise
+
+    assert pretrained_path("guidance_distilled_shapes16").stat().st_size <= 1e6
+    student, info = load_guidance_distilled(device="cpu")
+    teacher, _ = load_text_to_image(info["base"], device="cpu")
+    assert not student.training and info["w_min"] == 1 and info["w_max"] == 7.5
+    schedule = get_schedule(info["schedule"], info["T"])
+    prompts = ["a large red circle at the top left", "a small green square in the centre",
+               "a large yellow cross at the bottom right", "a small magenta triangle on the left"]
+    x_T = seeded_noise((4, 3, 16, 16), 0)
+
+    def sample(model, w):
+        return sample_ddim(model, x_T, schedule, 10, cond=teacher.cond(prompts), guidance_scale=w,
+                           prediction_type=info["prediction_type"], progress=False)
+
+    guided, unguided = sample(teacher, 3.0), sample(teacher, 1.0)
+    distilled = sample(student.at_guidance_scale(3.0), 1.0)
+    rms = lambda x: float((x - guided).square().mean().sqrt())       # noqa: E731
+    assert rms(distilled) < 0.7 * rms(unguided)                       # it learned what w does, not only the prompt

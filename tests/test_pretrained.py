@@ -60,6 +60,7 @@ def test_registry_pins_every_shipped_file():
                           "scripts/train_conditioning.py", "scripts/train_fewstep.py",
                           "scripts/train_lcm.py",
                           "scripts/train_ip_adapter.py", "scripts/train_controlnet.py",
+                          "scripts/train_guidance_distilled.py",
                           "scripts/train_sd1.py"), name
         assert (Path(__file__).resolve().parent.parent / script).is_file(), script
         total += path.stat().st_size
