@@ -206,3 +206,22 @@ def test_shipped_pipeline_follows_its_prompts():
     other = [c.replace(c.split()[2], "green" if c.split()[2] != "green" else "red") for c in data.captions]
     assert prompt_accuracy(judge, pipe(other, num_inference_steps=20, guidance_scale=3.0,
                                        generator=torch.Generator().manual_seed(0)), other).color >= 0.9
+
+
+def test_the_prompt_box_of_notebook_07a_samples_the_latent_pipeline(pipe):
+    from dlcourse.plotting import image_grid
+    from dlcourse.tensors import seeded_noise
+    from dlcourse.widgets import png_bytes, prompt_box, prompt_samples
+
+    x = prompt_samples(pipe, None, PROMPTS[0], 2.0, n=3, seed=4, steps=3)
+    z_T = seeded_noise((3, 4, 8, 8), 4)
+    assert torch.equal(x, pipe([PROMPTS[0]] * 3, num_inference_steps=3, guidance_scale=2.0, latents=z_T))
+    box = prompt_box(pipe, pipe.schedule, prompt=PROMPTS[1], w=1.5, n=2, steps=2)
+    assert box.label.value == f"{PROMPTS[1]}, w = 1.5"
+    assert box.image.value == png_bytes(image_grid(prompt_samples(pipe, None, PROMPTS[1], 1.5, n=2, steps=2),
+                                                   nrow=2), 520)
+    box.text.value = "a purple circle"
+    box.button.click()
+    assert "does not know 'purple'" in box.label.value
+    with pytest.raises(TypeError, match="pipe: expected a TextToImage .* or a StableDiffusionMini"):
+        prompt_samples(torch.nn.Linear(2, 2), None, PROMPTS[0], 1.0)

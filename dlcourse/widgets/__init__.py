@@ -10,7 +10,7 @@ tested on its own; one module per notebook:
     samplers    (04)  sampler_preview, sampler_verdict -> sampler_explorer  sampler, steps and spacing, timed, judged
     guidance    (05)  guided_grid -> guidance_explorer                     the guidance scale w, slid
     latent      (06)  latent_interpolation -> latent_explorer              pixel against latent interpolation
-    text        (07a) prompt_samples -> prompt_box                         a prompt, w and a Generate button
+    text        (07a, 10a) prompt_samples -> prompt_box                    a prompt, w and a Generate button
     text        (07a) word_attention, attention_image -> attention_viewer  where each word of a prompt is read
     image_prompt (07b) image_prompt_samples -> image_prompt_explorer       a reference image and lambda (IP-Adapter)
     control     (07b) drawn_controls, controlled_samples -> control_explorer   an edge map, with and without ControlNet

@@ -11,8 +11,10 @@ Plain, tested computations sit under one-line builders:
 
 ``pipe`` is a ``dlcourse.conditioning.TextToImage`` (``load_text_to_image``); the samples are DDIM
 from noise drawn on the CPU from ``seed``, so a seed shows the same picture for every prompt and
-every w. A prompt is made of the captions' words; an unknown word is answered with a message
-naming the words the model knows, never with a picture. While nbgrader executes a notebook
+every w. ``prompt_samples`` and ``prompt_box`` also take the latent pipeline of notebook 10a
+(``dlcourse.systems.StableDiffusionMini``): its own call, from latent noise drawn from ``seed``. A prompt
+is made of the captions' words; an unknown word is answered with a message naming the words the
+model knows, never with a picture. While nbgrader executes a notebook
 (``dlcourse.fast.grading()``) the builders build nothing: they print one line and return None.
 """
 
@@ -43,6 +45,17 @@ def _check_pipe(pipe):
     if not isinstance(pipe, TextToImage):
         raise TypeError(f"pipe: expected a TextToImage (dlcourse.conditioning.load_text_to_image), "
                         f"got {type(pipe).__name__}")
+    return pipe
+
+
+def _check_prompt_pipe(pipe):
+    """A ``TextToImage`` or a ``StableDiffusionMini``: what ``prompt_samples`` can sample."""
+    from ..conditioning.text_to_image import TextToImage
+    from ..systems.sd1 import StableDiffusionMini
+
+    if not isinstance(pipe, (TextToImage, StableDiffusionMini)):
+        raise TypeError(f"pipe: expected a TextToImage (dlcourse.conditioning.load_text_to_image) or a "
+                        f"StableDiffusionMini (dlcourse.systems), got {type(pipe).__name__}")
     return pipe
 
 
@@ -81,17 +94,24 @@ def prompt_samples(pipe, schedule: NoiseSchedule, prompt: str, w: float, *, n: i
     """``n`` samples of one prompt with classifier-free guidance of scale ``w`` (the empty prompt as null).
 
     ``x_T`` from ``seed`` (the same for every prompt and every ``w``), then DDIM with ``steps`` steps
-    and ``guidance_scale = w`` (0 the empty prompt's model, 1 no guidance).
+    and ``guidance_scale = w`` (0 the empty prompt's model, 1 no guidance). For a ``StableDiffusionMini``
+    the pipeline's own call (DPM-Solver++(2M) in latent space, then the decoder) from latents drawn
+    from ``seed``; ``schedule``, ``prediction_type`` and ``image_size`` are then the pipeline's own.
 
     Returns:
         (n, 3, image_size, image_size) float32 on the CPU.
     """
-    pipe = _check_pipe(pipe)
-    check_schedule("schedule", schedule)
+    from ..systems.sd1 import StableDiffusionMini
+
+    pipe = _check_prompt_pipe(pipe)
     prompt = check_prompt(pipe.tokenizer, prompt)
     w = check_number("w", w)
     check_positive("n", n, integer=True)
     check_positive("steps", steps, integer=True)
+    if isinstance(pipe, StableDiffusionMini):
+        z_T = seeded_noise((n, *pipe.vae.latent_shape), seed)
+        return pipe([prompt] * n, num_inference_steps=steps, guidance_scale=w, latents=z_T).float().cpu()
+    check_schedule("schedule", schedule)
     device = model_device(pipe)
     x_T = seeded_noise((n, 3, image_size, image_size), seed, device=device)
     x = sample_ddim(pipe, x_T, schedule, steps, cond=pipe.cond([prompt] * n), guidance_scale=w,
@@ -190,7 +210,7 @@ def prompt_box(pipe, schedule: NoiseSchedule, *, prediction_type: str = "v_predi
         return None
     import ipywidgets as widgets
 
-    pipe = _check_pipe(pipe)
+    pipe = _check_prompt_pipe(pipe)
     check_prompt(pipe.tokenizer, prompt)
     w = check_number("w", w, minimum=0.0, maximum=w_max)
     steps = pick(20, 4) if steps is None else steps
