@@ -56,6 +56,7 @@ Data, figures and exercises
 
 Shared helpers
 - ``dlcourse.device``: the device (CUDA, then MPS, then CPU) and the precision
+- ``dlcourse.background``: a second training beside the first, each on its share of the CPU (fair equal-time comparisons)
 - ``dlcourse.fast``: fast mode for tests and grading
 - ``dlcourse.tensors``: broadcasting, seeded noise, eval mode
 - ``dlcourse.validation``: argument checks whose errors name the argument
