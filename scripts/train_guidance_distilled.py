@@ -24,7 +24,7 @@ Each stage is fixed in steps and seeds, never in seconds.
 
 Measured by ``bench/guidance_distillation.py`` (256 held-in prompts, DDIM-20, the same noise; bench/README.md): at
 w = 2, 3 and 5 the student's prompt accuracy equals the teacher's true guidance (100%) and its FD is within 0.5 of
-the teacher's (floor 1.27), at half the network calls; its samples are 2-3 times closer to the teacher's guided ones
+the teacher's (floor 1.27), at half the network calls; its samples are 2.0-2.4 times closer to the teacher's guided ones
 than the teacher's own unguided samples are.
 
 The file holds ``TunedWeights`` in float16 and, in its info, the base it applies to and its SHA-256
