@@ -1,7 +1,6 @@
 """SD3's MM-DiT (a rectified flow) against the cross-attention U-Net, trained for equal CPU time (notebook 10c).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/sd3.py MMDIT.pt UNET.pt          # files of scripts/train_sd3.py
-    OMP_NUM_THREADS=1 .venv/bin/python bench/sd3.py --shipped UNET.pt         # the shipped sd3_shapes16
 
 A script, not a test. Both files come from ``scripts/train_sd3.py`` with the same ``--cpu-seconds``: the same
 data, text encoder, caption dropout, batch and budget in process CPU seconds. Each model draws one image per
@@ -52,20 +51,14 @@ def load(path) -> tuple[TextToImage, dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mmdit", nargs="?", help="the MM-DiT's file (or --shipped)")
+    p.add_argument("mmdit", help="the MM-DiT's file")
     p.add_argument("unet", help="the U-Net's file")
-    p.add_argument("--shipped", action="store_true", help="measure the shipped sd3_shapes16")
     p.add_argument("--n", type=int, default=256, help="prompts drawn (held-in ones are kept)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps (network calls per image at w = 1)")
     p.add_argument("--ws", default="1,3", help="guidance scales, comma separated")
     p.add_argument("--shifts", default="1,3", help="the MM-DiT's time shifts, comma separated")
     args = p.parse_args()
     torch.set_num_threads(1)
-    if args.shipped:
-        from dlcourse.pretrained import pretrained_path
-        args.mmdit = str(pretrained_path("sd3_shapes16"))
-    if args.mmdit is None:
-        p.error("give the MM-DiT's file or --shipped")
     test = make_shapes(args.n, size=16, seed=1)
     prompts = [c for c, h in zip(test.captions, held_out(test.captions, ["blue triangle"]).tolist()) if not h]
     n = len(prompts)
@@ -100,7 +93,8 @@ def main() -> None:
                             f"{acc.valid:.3f} | {q.fd:.2f} | {q.fd_floor:.2f} | {seconds:.1f} |")
                 print(rows[-1], flush=True)
     print(f"\n{n} held-in prompts, one image each, the same noise\n"
-          "| model | sampler | w | calls / image | all | + pos. | valid | FD | floor | s |\n|---|---|---|---|---|---|---|---|---|---|")
+          "| model | sampler | w | calls / image | all | + pos. | valid | FD | floor | s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

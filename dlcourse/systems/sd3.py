@@ -45,7 +45,7 @@ from ..models.dit import FinalLayer, modulate
 from ..models.embeddings import TimeEmbedding, sincos_2d
 from ..validation import check_int, check_tensor
 
-__all__ = ["MMDiT", "MMDiTBlock", "MMDiTConfig", "joint_attention", "load_sd3"]
+__all__ = ["MMDiT", "MMDiTBlock", "MMDiTConfig", "joint_attention"]
 
 
 def joint_attention(q_img: torch.Tensor, k_img: torch.Tensor, v_img: torch.Tensor, q_txt: torch.Tensor,
@@ -240,22 +240,3 @@ class MMDiT(nn.Module):
     def from_config(cls, config: dict) -> "MMDiT":
         return cls(MMDiTConfig(**config))
 
-
-def load_sd3(name: str = "sd3_shapes16", device=None):
-    """The shipped MM-DiT with the frozen text encoder it was trained with, both checksum verified.
-
-    Returns:
-        ``(pipe, info)``: a ``TextToImage`` in eval mode (``pipe.cond(captions)``, ``cond=None`` the empty
-        prompt) to sample with ``sample_flow(pipe, x_T, steps, time_scale=info["time_scale"], ...)``, and
-        the MM-DiT's ``load_pretrained`` info (recipe, training CPU seconds, text encoder, ...).
-    """
-    from ..conditioning.text_to_image import TextToImage
-    from ..conditioning.tokenizer import Tokenizer
-    from ..pretrained import load_pretrained
-
-    mmdit, info = load_pretrained(name, device=device)
-    clip, clip_info = load_pretrained(info["text_encoder"], device=device)
-    if clip_info["sha256"] != info["text_encoder_sha256"]:
-        raise ValueError(f"{name}: trained with {info['text_encoder']} of SHA-256 {info['text_encoder_sha256']}, "
-                         f"but the shipped one is {clip_info['sha256']}; retrain it: {info['command']}")
-    return TextToImage(mmdit, clip.text_encoder, Tokenizer(**clip_info["tokenizer"])).eval(), info
