@@ -6,7 +6,7 @@
 A script, not a test. The two files come from ``scripts/train_sdxl_crops.py`` (``plain``: the U-Net fine-tuned on
 the half-whole, half-cropped data without the crop; ``micro``: the same with SDXL's crop condition). Every model
 is sampled with DDIM (eta = 0, ``--steps`` steps, v-prediction, clipped x_0) from the same ``--n`` starting noises
-(seed 0), one thread. Rows: real images first (the detector's reading of the data), then the shipped
+(``--seed``, default 0), one thread. Rows: real images first (the detector's reading of the data), then the shipped
 ``shapes16_unet`` before fine-tuning, the plain model, and the conditioned one asked for each crop of ``--crops``
 ((0, 0) is "no crop"; (8, 8) the largest offset of training). Columns:
 
@@ -50,6 +50,7 @@ def main() -> None:
     p.add_argument("micro", type=Path)
     p.add_argument("--n", type=int, default=512)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0, help="seed of the starting noise")
     p.add_argument("--crops", default="0,0;4,4;8,8;0,8", help="crops for the conditioned model, 'top,left;...'")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -68,7 +69,7 @@ def main() -> None:
         print(f"| {name} | {cut_off(x).float().mean():.1%} | {valid_fraction(judge, x):.1%} | {fd:.2f} |{t}",
               flush=True)
 
-    print(f"n = {n}, DDIM-{args.steps}; load {open('/proc/loadavg').read().split()[:3]}")
+    print(f"n = {n}, DDIM-{args.steps}, noise seed {args.seed}; load {open('/proc/loadavg').read().split()[:3]}")
     print("| images | cut off | valid | FD |")
     print("|---|---|---|---|")
     row("real, whole (floor: a second set)", make_shapes(n, size=16, seed=3).images)
@@ -76,7 +77,7 @@ def main() -> None:
     row("real, training mix (half whole, half crops)", mix)
 
     schedule = get_schedule("cosine", 1000)
-    x_T = seeded_noise((n, 3, 16, 16), seed=0)
+    x_T = seeded_noise((n, 3, 16, 16), seed=args.seed)
 
     def sample(model) -> tuple[torch.Tensor, float]:
         start = time.process_time()
@@ -91,7 +92,8 @@ def main() -> None:
     plain, info_p = train.load_run(args.plain)
     micro, info_m = train.load_run(args.micro)
     for info in (info_p, info_m):
-        print(f"# {info['kind']}: {info['steps']} steps, {info['cpu_seconds']:.0f} CPU s of training")
+        print(f"# {info['kind']}: {info['steps']} steps, seed {info.get('seed', 0)}, "
+              f"{info['cpu_seconds']:.0f} CPU s of training")
     row("(a) fine-tuned on crops, no crop condition", sample(plain)[0])
     for c in args.crops.split(";"):
         top, left = (int(v) for v in c.split(","))
