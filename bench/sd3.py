@@ -1,15 +1,16 @@
 """SD3's MM-DiT (a rectified flow) against the cross-attention U-Net, trained for equal CPU time (notebook 10c).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/sd3.py MMDIT.pt UNET.pt          # files of scripts/train_sd3.py
+    OMP_NUM_THREADS=1 .venv/bin/python bench/sd3.py MMDIT.pt UNET.pt [UNET_FLOW.pt]   # files of scripts/train_sd3.py
 
-A script, not a test. Both files come from ``scripts/train_sd3.py`` with the same ``--cpu-seconds``: the same
-data, text encoder, caption dropout, batch and budget in process CPU seconds. Each model draws one image per
+A script, not a test. The files come from ``scripts/train_sd3.py`` with the same ``--cpu-seconds``: the same
+data, text encoder, caption dropout, batch and budget in process CPU seconds. ``unet_flow``, the U-Net trained
+as a rectified flow like the MM-DiT, separates the architecture from the objective. Each model draws one image per
 prompt for the held-in captions of ``make_shapes(n, seed=1)`` (images the training never saw; the blue
 triangles, held out in training, are left out), from the same noise, at the **same number of network calls**:
 ``--steps`` calls per image unguided (w = 1), twice as many with guidance (the prompt and the empty prompt).
-The U-Net samples with DDIM (v-prediction, x_0 clipped, as notebook 07a); the MM-DiT with Euler's method on
-its flow (``sample_flow``) at each time shift of ``--shifts`` (SD3's ``t' = s t / (1 + (s - 1) t)``, 1 = none),
-its samples clamped to [-1, 1].
+The U-Net samples with DDIM (v-prediction, x_0 clipped, as notebook 07a); the flows with Euler's method
+(``sample_flow``) at each time shift of ``--shifts`` (SD3's ``t' = s t / (1 + (s - 1) t)``, 1 = none), their
+samples clamped to [-1, 1].
 
 Columns: **all** (``prompt_accuracy``: the judge calls the sample valid and reads the prompt's shape, colour
 and size), **+ pos.** (and the place read from the pixels), **valid**, **FD** against real images
@@ -51,12 +52,11 @@ def load(path) -> tuple[TextToImage, dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mmdit", help="the MM-DiT's file")
-    p.add_argument("unet", help="the U-Net's file")
+    p.add_argument("files", nargs="+", help="files of scripts/train_sd3.py (mmdit, unet, unet_flow)")
     p.add_argument("--n", type=int, default=256, help="prompts drawn (held-in ones are kept)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps (network calls per image at w = 1)")
     p.add_argument("--ws", default="1,3", help="guidance scales, comma separated")
-    p.add_argument("--shifts", default="1,3", help="the MM-DiT's time shifts, comma separated")
+    p.add_argument("--shifts", default="1,3", help="the flows' time shifts, comma separated")
     args = p.parse_args()
     torch.set_num_threads(1)
     test = make_shapes(args.n, size=16, seed=1)
@@ -66,18 +66,20 @@ def main() -> None:
     x_T = torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     judge = load_judge(16)
     rows = []
-    for name, path in (("MM-DiT", args.mmdit), ("U-Net", args.unet)):
+    names = {"mmdit": "MM-DiT", "unet": "U-Net", "unet_flow": "U-Net, flow"}
+    for path in args.files:
         pipe, info = load(path)
+        name, flow = names[info["recipe"]["kind"]], info["prediction_type"] == "velocity"
         cond = pipe.cond(prompts)
         params = sum(q.numel() for q in pipe.unet.parameters())
         print(f"{name}: {path}, {params / 1e6:.3f}M parameters, {info['steps']} steps in {info['cpu_seconds']} "
               f"CPU s ({info['wall_seconds']} s wall), final loss {info['final_loss']}", flush=True)
-        shifts = [float(s) for s in args.shifts.split(",")] if name == "MM-DiT" else [None]
+        shifts = [float(s) for s in args.shifts.split(",")] if flow else [None]
         for w in (float(v) for v in args.ws.split(",")):
             for shift in shifts:
                 start = time.perf_counter()
                 with torch.no_grad():
-                    if name == "MM-DiT":
+                    if flow:
                         x = sample_flow(pipe, x_T, args.steps, time_scale=info["time_scale"], shift=shift,
                                         cond=cond, guidance_scale=w).clamp(-1, 1)
                     else:
@@ -88,7 +90,7 @@ def main() -> None:
                 acc = prompt_accuracy(judge, x, prompts)
                 q = quality_report(judge, x, reference)
                 calls = args.steps * (1 if w == 1 else 2)
-                sampler = f"Euler, shift {shift:g}" if name == "MM-DiT" else "DDIM"
+                sampler = f"Euler, shift {shift:g}" if flow else "DDIM"
                 rows.append(f"| {name} | {sampler} | {w:g} | {calls} | {acc.all:.3f} | {acc.all_with_position:.3f} | "
                             f"{acc.valid:.3f} | {q.fd:.2f} | {q.fd_floor:.2f} | {seconds:.1f} |")
                 print(rows[-1], flush=True)

@@ -2,10 +2,11 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sd3.py mmdit --cpu-seconds 600 --out /tmp/sd3/mmdit.pt
     OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sd3.py unet  --cpu-seconds 600 --out /tmp/sd3/unet.pt
-    OMP_NUM_THREADS=1 .venv/bin/python bench/sd3.py /tmp/sd3/mmdit.pt /tmp/sd3/unet.pt     # the measurement
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sd3.py unet_flow --cpu-seconds 600 --out /tmp/sd3/unet_flow.pt
+    OMP_NUM_THREADS=1 .venv/bin/python bench/sd3.py /tmp/sd3/mmdit.pt /tmp/sd3/unet.pt /tmp/sd3/unet_flow.pt
     OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sd3.py mmdit --steps 1120 --out FILE   # a file again, exactly
 
-Both models read the frozen text encoder of ``clip_shapes16`` (its tokens, ``cond = {"context",
+All three read the frozen text encoder of ``clip_shapes16`` (its tokens, ``cond = {"context",
 "context_mask"}``), train from scratch on the same 16 px shapes and captions (``make_shapes(20000,
 seed=0)``, every "blue triangle" held out, as ``shapes16_unet_text``), with caption dropout to the empty
 prompt at p = 0.15 for classifier-free guidance, batches of 128, AdamW with a cosine learning rate, an
@@ -20,17 +21,22 @@ parameters): a rectified flow, ``flow_matching_loss`` with SD3's logit-normal t 
 instead of ``shapes16_unet``'s): the U-Net's usual recipe, v-prediction on the cosine schedule (T = 1000)
 with ``diffusion_loss``; lr 8e-4 as ``scripts/train_conditioning.py``.
 
+``unet_flow``: the same U-Net trained as the MM-DiT is, a rectified flow with logit-normal t (``time_scale =
+1000``), lr 8e-4: beside the other two it separates what the architecture costs from what the objective does.
+
 Equal CPU time: the budget is process CPU seconds (``time.process_time``, which the machine's load does
 not inflate as it does wall time), not steps. The script first times 12 steps (after 3 to warm up) to
 find the CPU seconds per step, sets ``steps = budget / that`` so the cosine schedule ends at the budget,
 trains, and records the CPU seconds the training took. The file holds the EMA weights in float16.
 
-Measured 2026-12-05 with 600 CPU seconds each, both runs side by side on a shared 2-core machine (load 4-7):
-the MM-DiT took 1120 steps in 582 CPU s, the U-Net 1376 steps in 596 CPU s (about 1920 s of wall time each).
-On 247 held-in prompts at 20 calls (w = 1) and 40 (w = 3) per image the U-Net follows 97.6% / 98.8% of them
-(FD 24.4 / 30.9, floor 15.8) and the MM-DiT 28.7-30.0% / 50.6-52.6% (FD 211-230 / 169-170): at this size and
-budget the transformer loses, mostly on clean shapes (valid 36-55%); bench/README.md ("SD3's MM-DiT against
-the U-Net at equal CPU time") has the table and the reading. So no MM-DiT checkpoint ships.
+Measured 2026-12-05 with 600 CPU seconds each on a shared 2-core machine: the MM-DiT took 1120 steps in 582
+CPU s, the U-Net 1376 steps in 596 CPU s (both side by side at load 4-7, about 1920 s of wall time each), the
+flow U-Net 1514 steps in 603 CPU s (afterwards, at load 2-3.5). On 247 held-in prompts at 20 calls (w = 1) and
+40 (w = 3) per image the U-Net follows 97.6% / 98.8% of them (FD 24.4 / 30.9, floor 15.8), the flow U-Net
+100% / 99.2% (FD 21.6-22.0 / 22.7-24.0) and the MM-DiT 28.7-30.0% / 50.6-52.6% (FD 211-230 / 169-170): at
+this size and budget the transformer loses, mostly on clean shapes (valid 36-55%), and the flow objective is
+not the cause; bench/README.md ("SD3's MM-DiT against the U-Net at equal CPU time") has the table and the
+reading. So no MM-DiT checkpoint ships.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ HOLD_OUT = ("blue triangle",)
 
 @dataclass(frozen=True)
 class Recipe:
-    kind: str                                     # "mmdit" (rectified flow) or "unet" (v-prediction)
+    kind: str                          # "mmdit", "unet_flow" (rectified flow) or "unet" (v-prediction)
     lr: float
     n_train: int = 20_000
     data_seed: int = 0
@@ -85,7 +91,9 @@ class Recipe:
     prediction_type: str = "v_prediction"
 
 
-RECIPES = {"mmdit": Recipe("mmdit", lr=1e-3), "unet": Recipe("unet", lr=8e-4)}
+RECIPES = {"mmdit": Recipe("mmdit", lr=1e-3), "unet": Recipe("unet", lr=8e-4),
+           "unet_flow": Recipe("unet_flow", lr=8e-4)}
+FLOWS = ("mmdit", "unet_flow")
 
 
 def build(r: Recipe, context_dim: int) -> torch.nn.Module:
@@ -104,7 +112,7 @@ def loss_function(r: Recipe):
     def loss_fn(pipe: TextToImage, batch: dict) -> torch.Tensor:
         with torch.no_grad():
             cond = pipe.text_encoder(batch["ids"], batch["mask"]).cond()          # frozen: tokens (B, L, D)
-        if r.kind == "mmdit":
+        if r.kind in FLOWS:
             return flow_matching_loss(pipe.unet, batch["x_0"], cond=cond, time_scale=r.time_scale,
                                       t_sampling=r.t_sampling, logit_mean=r.logit_mean, logit_std=r.logit_std)
         return diffusion_loss(pipe.unet, batch["x_0"], schedule, prediction_type=r.prediction_type, cond=cond)
@@ -162,7 +170,7 @@ def train(kind: str, cpu_seconds: float | None, out: Path, calibrate: int = 12, 
                  text_encoder=r.text_encoder, text_encoder_sha256=clip_info["sha256"],
                  tokenizer=clip_info["tokenizer"], torch_version=str(torch.__version__), stored_dtype="float16",
                  command=f"python scripts/train_sd3.py {kind} --steps {result.steps}")
-    if kind == "mmdit":
+    if kind in FLOWS:
         config_dict = model_config(ema, prediction_type="velocity", time_scale=r.time_scale)
     else:
         config_dict = model_config(ema, prediction_type=r.prediction_type, schedule=r.schedule, T=r.T)
