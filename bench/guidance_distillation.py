@@ -27,31 +27,13 @@ import time
 
 import torch
 
-from dlcourse.conditioning.text_to_image import held_out, load_text_to_image, prompt_accuracy
-from dlcourse.data import make_shapes
+from dlcourse.conditioning.text_to_image import load_text_to_image, matched_real_sets, prompt_accuracy
 from dlcourse.judge import load_judge
 from dlcourse.metrics import frechet_distance
 from dlcourse.samplers import sample_ddim
 from dlcourse.schedules import get_schedule
 from dlcourse.systems.flux import load_guidance_distilled
 from dlcourse.tensors import seeded_noise
-
-
-def real_sets(n: int, hold):
-    """``(prompts, real_a, real_b)``: n held-in captions of seed 2 with their images, and another image per caption."""
-    data = make_shapes(2 * n, size=16, seed=2)
-    keep = ~held_out(data.captions, hold)
-    real_a = data.images[keep][:n]
-    prompts = [c for c, k in zip(data.captions, keep.tolist()) if k][:n]
-    pool = make_shapes(20_000, size=16, seed=4)
-    by_caption = {}
-    for image, caption in zip(pool.images, pool.captions):
-        by_caption.setdefault(caption, []).append(image)
-    uses, matched = {}, []
-    for c in prompts:                                         # the k-th use of a caption takes its k-th image
-        uses[c] = uses.get(c, -1) + 1
-        matched.append(by_caption[c][uses[c]])
-    return prompts, real_a, torch.stack(matched)
 
 
 def main() -> None:
@@ -70,7 +52,7 @@ def main() -> None:
     teacher, info = load_text_to_image("shapes16_unet_text", device="cpu")
     student, s_info = load_guidance_distilled(device="cpu")
     judge, schedule = load_judge(16), get_schedule(info["schedule"], info["T"])
-    prompts, real_a, real_b = real_sets(args.n, info["hold_out"])
+    prompts, real_a, real_b = matched_real_sets(args.n, info["hold_out"])
     real_feats = judge.features(real_a)
     floor = frechet_distance(judge.features(real_b), real_feats)
     cond = teacher.cond(prompts)

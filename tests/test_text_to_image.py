@@ -219,3 +219,22 @@ def test_a_clip_saves_and_loads_as_one_model(tmp_path):
     assert type(loaded) is CLIP and loaded.image_encoder.config.channels == (8, 16, 16)
     for (k, a), (_, b) in zip(clip.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_matched_real_sets_pairs_each_prompt_with_another_image_of_its_caption():
+    from dlcourse.conditioning.text_to_image import matched_real_sets
+    from dlcourse.data import make_shapes
+
+    prompts, real_a, real_b = matched_real_sets(40, ["blue triangle"], pool_size=4000)
+    data = make_shapes(80, size=16, seed=2)
+    assert len(prompts) == 40 and real_a.shape == real_b.shape == (40, 3, 16, 16)
+    assert not any("blue triangle" in c for c in prompts)
+    own = {tuple(im.flatten().tolist()): c for im, c in zip(data.images, data.captions)}
+    assert [own[tuple(im.flatten().tolist())] for im in real_a] == prompts          # real_a: the prompts' own images
+    pool = make_shapes(4000, size=16, seed=4)
+    index = {tuple(im.flatten().tolist()): k for k, im in enumerate(pool.images)}
+    picked = [index[tuple(im.flatten().tolist())] for im in real_b]
+    assert [pool.captions[k] for k in picked] == prompts                               # same caption, from the pool
+    assert len(set(picked)) == len(picked)                                              # never the same image twice
+    with pytest.raises(ValueError, match="pool_size"):
+        matched_real_sets(40, ["blue triangle"], pool_size=10)

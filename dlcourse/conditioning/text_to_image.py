@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.shapes import BACKGROUND, COLOR_NAMES, POSITION_NAMES, SCALE_NAMES, SHAPE_NAMES
+from ..data.shapes import BACKGROUND, COLOR_NAMES, POSITION_NAMES, SCALE_NAMES, SHAPE_NAMES, make_shapes
 from ..device import get_device
 from ..loop import TrainConfig, TrainResult, fit
 from ..parameterization import PREDICTION_TYPES, diffusion_loss
@@ -46,7 +46,7 @@ from .text_encoder import TextEncoder, TextEncoding
 from .tokenizer import Tokenizer, split_words
 
 __all__ = ["PromptAccuracy", "TextToImage", "caption_attributes", "drop_captions", "held_out", "load_text_to_image",
-           "prompt_accuracy", "read_positions", "text_batches", "train_text_to_image"]
+           "matched_real_sets", "prompt_accuracy", "read_positions", "text_batches", "train_text_to_image"]
 
 
 class TextToImage(nn.Module):
@@ -114,6 +114,37 @@ def held_out(captions, combinations) -> torch.Tensor:
         raise ValueError(f"combinations: expected strings of words such as 'blue triangle', got {combinations!r}")
     return torch.tensor([any(c <= set(split_words(caption)) for c in combos) for caption in captions],
                         dtype=torch.bool)
+
+
+def matched_real_sets(n: int, hold, *, pool_size: int = 20_000) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """Prompts with real images to score samples against, and a second real set for the FD floor.
+
+    The prompts are the first n captions of ``make_shapes(2 n, seed=2)`` that ``hold`` does not hold out,
+    ``real_a`` their own images; ``real_b`` gives each prompt another image with the same caption, from
+    ``make_shapes(pool_size, seed=4)`` (the k-th use of a caption takes its k-th image there).
+
+    Returns:
+        ``(prompts, real_a, real_b)``: n captions and two (n, 3, 16, 16) image sets.
+    Raises:
+        ValueError: the pool holds too few images of some caption (raise ``pool_size``).
+    """
+    check_int("n", n, minimum=1)
+    data = make_shapes(2 * n, size=16, seed=2)
+    keep = ~held_out(data.captions, hold)
+    real_a = data.images[keep][:n]
+    prompts = [c for c, k in zip(data.captions, keep.tolist()) if k][:n]
+    pool = make_shapes(pool_size, size=16, seed=4)
+    by_caption = {}
+    for image, caption in zip(pool.images, pool.captions):
+        by_caption.setdefault(caption, []).append(image)
+    uses, matched = {}, []
+    for c in prompts:                                         # the k-th use of a caption takes its k-th image
+        uses[c] = uses.get(c, -1) + 1
+        if uses[c] >= len(by_caption.get(c, ())):
+            raise ValueError(f"pool_size: {pool_size} images hold {len(by_caption.get(c, ()))} of {c!r}, "
+                             f"{uses[c] + 1} needed; raise pool_size")
+        matched.append(by_caption[c][uses[c]])
+    return prompts, real_a, torch.stack(matched)
 
 
 def drop_captions(ids: torch.Tensor, mask: torch.Tensor, p_uncond: float, tokenizer: Tokenizer, *,
