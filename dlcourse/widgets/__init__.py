@@ -16,6 +16,7 @@ tested on its own; one module per notebook:
     control     (07b) drawn_controls, controlled_samples -> control_explorer   an edge map, with and without ControlNet
     fewstep     (08)  few_step_samples, few_step_figure -> few_step_explorer   samplers side by side at 1-8 calls
     score       (09)  score_frames, score_frame_png -> score_explorer      the score field over noise levels
+    systems     (10)  run_systems, systems_rows -> systems_prompt_box      one prompt through every system, timed, judged
 
 What they share lives in ``_base``: a computation that takes a model runs it on the model's
 device (``dlcourse.device.model_device``) and gives back CPU tensors; seeded noise is drawn
@@ -40,6 +41,7 @@ from .latent import Interpolation, latent_explorer, latent_interpolation
 from .samplers import sampler_explorer, sampler_preview, sampler_verdict
 from .schedules import collect_schedules, schedule_curves, schedule_explorer, schedule_figure
 from .score import ScoreFrame, score_explorer, score_frame_png, score_frames
+from .systems import systems_prompt_box, systems_rows
 from .text import (WordAttention, attention_image, attention_viewer, check_prompt, prompt_box, prompt_samples,
                    word_attention)
 
@@ -55,6 +57,7 @@ __all__ = [
     "drawn_controls", "controlled_samples", "control_explorer", "outline",
     "few_step_explorer", "few_step_figure", "few_step_samples",
     "ScoreFrame", "score_explorer", "score_frame_png", "score_frames",
+    "systems_prompt_box", "systems_rows",
     "check_prompt", "prompt_samples", "prompt_box", "WordAttention", "word_attention", "attention_image",
     "attention_viewer",
     "image_prompt_samples", "image_prompt_explorer",
