@@ -1,4 +1,5 @@
-"""Fine-tune the 16 px shapes U-Net on random crops, without and with SDXL's crop condition (notebook 10).
+"""Fine-tune the 16 px shapes U-Net on random crops (and small originals), without and with SDXL's micro-conditions;
+train a low-noise refiner (notebook 10c).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sdxl_crops.py plain --out /tmp/sdxl/plain.pt
     OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sdxl_crops.py micro --out /tmp/sdxl/micro.pt
@@ -19,6 +20,13 @@ clipping at 1, an EMA of the weights (0.999), fp32 on one CPU thread, ``--steps`
 - ``micro``: ``MicroConditioning(unet)``: the crop's ``(c_top, c_left)`` as Fourier features (32 per coordinate)
   through an MLP added to the time embedding, its last layer zero at the start (so step 0 is the plain U-Net).
 
+``--mix sizes`` adds SDXL's original-size condition: every batch is 22 whole 16 px images (original size
+``(16, 16)``, crop ``(0, 0)``), 21 random 16 px crops of 24 px images (``(24, 24)``, their corner) and 21 whole images
+first shrunk to 8 px and upsampled back (``dlcourse.systems.sdxl.shrink``: blurry; ``(8, 8)``, ``(0, 0)``); ``micro``
+is then ``MicroConditioning(unet, original_size=True)`` (size features first, then the crop's). ``refiner`` is
+SDXL's refiner in miniature: a fresh small U-Net (``REFINER_CONFIG``, 0.20M) trained from scratch on whole 16 px
+images at ``t < --t-max`` (200) only, v-prediction, the same optimiser at ``--lr``.
+
 The file (a plain ``torch.save`` dict, not shipped) holds the EMA weights in float16, the run's kind, steps and
 the process CPU seconds of training (``time.process_time``, which the machine's load does not inflate).
 
@@ -37,34 +45,76 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from dlcourse.data import make_shapes
-from dlcourse.parameterization import diffusion_loss
+from dlcourse.models import UNet, UNetConfig
+from dlcourse.parameterization import diffusion_loss, prediction_target
 from dlcourse.pretrained import load_pretrained
 from dlcourse.schedules import get_schedule
-from dlcourse.systems.sdxl import MicroConditioning, random_crops
+from dlcourse.systems.sdxl import MicroConditioning, random_crops, shrink
 
 BATCH = 64
+REFINER_CONFIG = dict(base_channels=16, channel_mults=(1, 2, 2))        # 0.20M parameters
 
 
-def build(kind: str) -> torch.nn.Module:
-    """The model of a run: the shipped ``shapes16_unet``, wrapped for ``micro``."""
+def build(kind: str, mix: str = "crops") -> torch.nn.Module:
+    """The model of a run: the shipped ``shapes16_unet``, wrapped for ``micro``; a fresh small U-Net for ``refiner``."""
+    if kind == "refiner":
+        return UNet(UNetConfig(**REFINER_CONFIG)).train()
     unet, _ = load_pretrained("shapes16_unet", device="cpu")
     unet.train()
-    return MicroConditioning(unet) if kind == "micro" else unet
+    return MicroConditioning(unet, original_size=(mix == "sizes")) if kind == "micro" else unet
 
 
 def load_run(path) -> tuple[torch.nn.Module, dict]:
     """A file this script wrote: ``(model in float32, eval mode, info)``."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = build(blob["kind"])
+    model = build(blob["kind"], blob.get("mix", "crops"))
     model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
     return model.eval(), {k: v for k, v in blob.items() if k != "state_dict"}
 
 
+def batch(mix: str, whole, big, g_data):
+    """One training batch of 64 (x_0, crops_coords_top_left, original_size) of the mix (see the docstring)."""
+    if mix == "crops":
+        half = BATCH // 2
+        i = torch.randint(len(whole), (half,), generator=g_data)
+        j = torch.randint(len(big), (half,), generator=g_data)
+        crops, corners = random_crops(big[j], 16, g_data)
+        x_0 = torch.cat([whole[i], crops])                                    # (64, 3, 16, 16)
+        coords = torch.cat([torch.zeros(half, 2, dtype=torch.long), corners]).float()      # (64, 2)
+        return x_0, coords, None
+    n_whole, n_crop = 22, 21
+    n_small = BATCH - n_whole - n_crop
+    i = torch.randint(len(whole), (n_whole + n_small,), generator=g_data)
+    j = torch.randint(len(big), (n_crop,), generator=g_data)
+    crops, corners = random_crops(big[j], 16, g_data)
+    small = shrink(whole[i[n_whole:]], 8)                                     # 8 px originals, upsampled: blurry
+    x_0 = torch.cat([whole[i[:n_whole]], crops, small])                       # (64, 3, 16, 16)
+    coords = torch.cat([torch.zeros(n_whole, 2), corners.float(), torch.zeros(n_small, 2)])          # (64, 2)
+    sizes = torch.tensor([16.0] * n_whole + [24.0] * n_crop + [8.0] * n_small)[:, None].expand(BATCH, 2)
+    return x_0, coords, sizes.contiguous()
+
+
+def refiner_loss(model, x_0, schedule, t_max: int, generator) -> torch.Tensor:
+    """``diffusion_loss`` (v-prediction) with t ~ U{0..t_max-1}: the refiner sees only low noise levels."""
+    B = x_0.shape[0]
+    t = torch.randint(0, t_max, (B,), generator=generator)
+    eps = torch.randn(x_0.shape, generator=generator)
+    alpha_bar = schedule.alphas_cumprod[t]
+    ab = alpha_bar.view(B, 1, 1, 1)
+    x_t = ab.sqrt() * x_0 + (1 - ab).sqrt() * eps
+    return F.mse_loss(model(x_t, t), prediction_target(x_0, eps, alpha_bar, "v_prediction"))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=("plain", "micro"))
+    p.add_argument("kind", choices=("plain", "micro", "refiner"))
+    p.add_argument("--mix", choices=("crops", "sizes"), default="crops",
+                   help="crops: half whole, half crops; sizes: also 8 px originals (and the size condition)")
+    p.add_argument("--t-max", type=int, default=200, help="refiner: its timesteps are 0..t_max-1")
+    p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0, help="seeds the new layers, the batches, timesteps and noise")
@@ -74,22 +124,25 @@ def main() -> None:
 
     whole = make_shapes(10_000, size=16, seed=0).images                       # (10000, 3, 16, 16)
     big = make_shapes(10_000, size=24, seed=1).images                         # (10000, 3, 24, 24)
-    model = build(args.kind)
+    model = build(args.kind, args.mix)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     schedule = get_schedule("cosine", 1000)
     g_data, g_loss = (torch.Generator().manual_seed(2 * args.seed + 1),
                        torch.Generator().manual_seed(2 * args.seed + 2))
-    half = BATCH // 2
     start, losses = time.process_time(), []
     for step in range(args.steps):
-        i = torch.randint(len(whole), (half,), generator=g_data)
-        j = torch.randint(len(big), (half,), generator=g_data)
-        crops, corners = random_crops(big[j], 16, g_data)
-        x_0 = torch.cat([whole[i], crops])                                    # (64, 3, 16, 16)
-        coords = torch.cat([torch.zeros(half, 2, dtype=torch.long), corners]).float()      # (64, 2)
-        cond = {"crops_coords_top_left": coords, "cond": None} if args.kind == "micro" else None
-        loss = diffusion_loss(model, x_0, schedule, prediction_type="v_prediction", cond=cond, generator=g_loss)
+        if args.kind == "refiner":
+            x_0 = whole[torch.randint(len(whole), (BATCH,), generator=g_data)]
+            loss = refiner_loss(model, x_0, schedule, args.t_max, g_loss)
+        else:
+            x_0, coords, sizes = batch(args.mix, whole, big, g_data)
+            cond = None
+            if args.kind == "micro":
+                cond = {"crops_coords_top_left": coords, "cond": None}
+                if sizes is not None:
+                    cond["original_size"] = sizes
+            loss = diffusion_loss(model, x_0, schedule, prediction_type="v_prediction", cond=cond, generator=g_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -103,7 +156,8 @@ def main() -> None:
                   f"CPU {time.process_time() - start:.0f} s", flush=True)
     cpu = time.process_time() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"kind": args.kind, "steps": args.steps, "seed": args.seed, "cpu_seconds": cpu,
+    torch.save({"kind": args.kind, "mix": args.mix, "t_max": args.t_max, "lr": args.lr, "steps": args.steps,
+                "seed": args.seed, "cpu_seconds": cpu,
                 "state_dict": {k: v.half() for k, v in ema.state_dict().items()}}, args.out)
     print(f"{args.kind}: {args.steps} steps in {cpu:.0f} CPU s -> {args.out}")
 
