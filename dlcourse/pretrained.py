@@ -153,6 +153,12 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "float16 apart from the frozen base; load with dlcourse.systems.flux.load_guidance_distilled; one call "
            "per step, its DDIM-20 samples within 0.5 FD of true guidance at w = 2, 3 and 5",
            script="train_guidance_distilled"),
+    _entry("clip_shapes16_small",
+           "67a8133e05a2997ce74665d54bb94b22e4dc9a8c90f8ec8a44ee06648818df09",
+           "a second, smaller CLIP (59K, stored in float16: TextEncoder width 32, 2 blocks; ImageEncoder 16-32-32 -> "
+           "32), clip_shapes16's recipe with seed 1, every blue triangle held out; info has its tokenizer; SDXL's "
+           "second text encoder in notebook 10c; caption -> image top-1 99.5% among 100 held-out pairs",
+           script="train_sdxl_text"),
 )}
 
 

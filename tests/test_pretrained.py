@@ -61,7 +61,8 @@ def test_registry_pins_every_shipped_file():
                           "scripts/train_lcm.py",
                           "scripts/train_ip_adapter.py", "scripts/train_controlnet.py",
                           "scripts/train_guidance_distilled.py",
-                          "scripts/train_sd1.py"), name
+                          "scripts/train_sd1.py",
+                          "scripts/train_sdxl_text.py"), name
         assert (Path(__file__).resolve().parent.parent / script).is_file(), script
         total += path.stat().st_size
     total += sum(p.stat().st_size for p in pretrained.ASSET_DIR.glob("judge_*.pt"))
