@@ -7,3 +7,4 @@ from .sd3 import MMDiT, MMDiTConfig, joint_attention  # noqa: E402  (notebook 10
 from .sdxl import (MicroConditioning, RefinerSwitch, crop_embedding, cut_off, high_frequency_energy,  # noqa: E402
                    random_crops, sample_with_refiner, shrink, size_embedding)  # (notebook 10c)
 from .sdxl_text import DualTextUNet, SDXLTextToImage, dual_text_embeddings, load_sdxl_text_to_image  # noqa: E402  (10c)
+from .cascade import ImagenCascade, SuperResolutionUNet, noise_conditioning_augmentation, super_resolve  # noqa: E402  (10b)
