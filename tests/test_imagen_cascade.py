@@ -9,8 +9,8 @@ import torch
 from dlcourse.checkpoints import build_model, load_checkpoint, model_config, save_checkpoint
 from dlcourse.models import UNetConfig
 from dlcourse.schedules import cosine_schedule, get_schedule
-from dlcourse.systems.cascade import (SuperResolutionUNet, detail_energy, noise_conditioning_augmentation,
-                                      super_resolution_loss, super_resolve, upsample)
+from dlcourse.systems.cascade import (SuperResolutionUNet, augment_low_res, detail_energy,
+                                      noise_conditioning_augmentation, super_resolution_loss, super_resolve, upsample)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -175,3 +175,25 @@ def test_detail_energy_is_zero_for_flat_images_and_grows_with_sharp_edges():
     assert detail_energy(smooth) < detail_energy(edge)
     with pytest.raises(ValueError, match="images"):
         detail_energy(torch.zeros(1, 3, 7, 7))
+
+
+def test_augment_low_res_draws_a_level_per_sample_in_training_and_uses_one_at_sampling():
+    schedule = cosine_schedule(1000)
+    image = torch.rand(64, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    cond = augment_low_res(image, schedule, max_noise_level=300, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)                         # the documented draws: levels, then noise
+    s = torch.randint(0, 301, (64,), generator=g)
+    noise = torch.randn(image.shape, generator=g)
+    assert torch.equal(cond["noise_level"], s) and len(set(s.tolist())) > 30
+    assert torch.allclose(cond["image"], noise_conditioning_augmentation(image, s, schedule, noise))
+    fixed = augment_low_res(image, schedule, noise_level=120, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(fixed["noise_level"], torch.full((64,), 120))
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(1))
+    want = noise_conditioning_augmentation(image, 120, schedule, noise)
+    assert torch.allclose(fixed["image"], want)
+    # the largest level is drawn too (randint's bound is exclusive)
+    small = augment_low_res(image, schedule, max_noise_level=1, generator=torch.Generator().manual_seed(2))
+    assert set(small["noise_level"].tolist()) == {0, 1}
+    for kwargs in (dict(), dict(noise_level=3, max_noise_level=4), dict(noise_level=1000), dict(max_noise_level=-1)):
+        with pytest.raises((TypeError, ValueError), match="noise_level"):
+            augment_low_res(image, schedule, **kwargs)

@@ -14,8 +14,9 @@ and the level is given to the network::
 At sampling, one fixed small level is used: the network then treats small flaws of the base's sample as noise it
 has learned to look through. diffusers calls the level ``noise_level`` (its SR pipelines' argument).
 
-- ``noise_conditioning_augmentation(image, noise_level, schedule, noise)``: the augmentation (notebook 10b's
-  exercise).
+- ``noise_conditioning_augmentation(image, noise_level, schedule, noise)``: the formula;
+  ``augment_low_res(image, schedule, noise_level=... or max_noise_level=..., generator)``: the SR model's cond,
+  a random level per sample in training, one fixed level at sampling (notebook 10b's exercise).
 - ``SuperResolutionUNet``: the course's U-Net with ``2 C`` input channels (``x_t`` and the upsampled low-res image)
   and an embedding of the noise level added to the time embedding. ``cond = {"image": z_s, "noise_level": s}``.
 - ``super_resolution_loss``: one training estimate, with the augmentation (``max_noise_level``) or without
@@ -44,7 +45,8 @@ from ..schedules import NoiseSchedule, get_schedule
 from ..tensors import expand_like, seeded_noise
 from ..validation import check_int, check_number, check_schedule, check_tensor, check_timesteps
 
-__all__ = ["ImagenCascade", "SuperResolutionUNet", "detail_energy", "noise_conditioning_augmentation",
+__all__ = ["ImagenCascade", "SuperResolutionUNet", "augment_low_res", "detail_energy",
+           "noise_conditioning_augmentation",
            "super_resolution_loss", "super_resolve", "upsample"]
 
 
@@ -81,6 +83,42 @@ def _levels(noise_level, batch_size: int, T: int, device) -> torch.Tensor:
         raise ValueError(f"noise_level: expected an int or shape ({batch_size},), got {tuple(noise_level.shape)}")
     s = check_timesteps("noise_level", noise_level, T)
     return s.to(device).expand(batch_size) if s.ndim == 0 else s.to(device)
+
+
+def augment_low_res(image: torch.Tensor, schedule: NoiseSchedule, *, noise_level: int | None = None,
+                    max_noise_level: int | None = None, generator: torch.Generator | None = None) -> dict:
+    """The SR model's condition: the low-res image after noise-conditioning augmentation, and its level.
+
+    Training (``max_noise_level`` given): each sample gets its own level ``s ~ U{0..max_noise_level}``, drawn
+    first, ``torch.randint(0, max_noise_level + 1, (B,), generator=generator)``. Sampling (``noise_level`` given):
+    every sample gets that one level. Then the noise, ``torch.randn(image.shape, generator=generator)``, and
+    ``noise_conditioning_augmentation``. Both draws are made on the CPU and moved to ``image``'s device.
+
+    Args:
+        image: (B, C, h, w) low-resolution images.
+        schedule: the augmentation's noise schedule.
+        noise_level: the fixed level at sampling, an int in 0..T-1; or
+        max_noise_level: the largest level of training's random ones, an int in 0..T-1 (give exactly one).
+        generator: a CPU generator for the draws.
+
+    Returns:
+        ``{"image": (B, C, h, w) augmented, "noise_level": (B,) int64}``: the SR model's ``cond``.
+    """
+    check_tensor("image", image, ndim=4, floating=True)
+    check_schedule("schedule", schedule)
+    if (noise_level is None) == (max_noise_level is None):
+        raise ValueError(f"noise_level, max_noise_level: give exactly one (a fixed level at sampling, or the "
+                         f"largest random level in training), got {noise_level!r} and {max_noise_level!r}")
+    B = image.shape[0]
+    if max_noise_level is not None:
+        check_int("max_noise_level", max_noise_level, minimum=0, maximum=schedule.T - 1)
+        s = torch.randint(0, max_noise_level + 1, (B,), generator=generator)
+    else:
+        s = torch.full((B,), check_int("noise_level", noise_level, minimum=0, maximum=schedule.T - 1),
+                       dtype=torch.long)
+    noise = torch.randn(image.shape, generator=generator, dtype=image.dtype).to(image.device)
+    s = s.to(image.device)
+    return {"image": noise_conditioning_augmentation(image, s, schedule, noise), "noise_level": s}
 
 
 def upsample(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -177,15 +215,11 @@ def super_resolution_loss(model, x_0: torch.Tensor, image: torch.Tensor, schedul
     check_tensor("x_0", x_0, ndim=4, floating=True)
     check_tensor("image", image, shape=(x_0.shape[0], x_0.shape[1], None, None), floating=True)
     check_schedule("schedule", schedule)
-    B = x_0.shape[0]
     if max_noise_level is None:
-        cond = {"image": image, "noise_level": torch.zeros(B, dtype=torch.long)}
+        cond = {"image": image, "noise_level": torch.zeros(x_0.shape[0], dtype=torch.long, device=image.device)}
     else:
         check_int("max_noise_level", max_noise_level, minimum=0, maximum=schedule.T - 1)
-        s = torch.randint(0, max_noise_level + 1, (B,), generator=aug_generator)
-        noise = torch.randn(image.shape, generator=aug_generator, dtype=image.dtype)
-        cond = {"image": noise_conditioning_augmentation(image, s.to(image.device), schedule,
-                                                         noise.to(image.device)), "noise_level": s}
+        cond = augment_low_res(image, schedule, max_noise_level=max_noise_level, generator=aug_generator)
     return diffusion_loss(model, x_0, schedule, prediction_type=prediction_type, cond=cond, generator=generator)
 
 
@@ -216,9 +250,9 @@ def super_resolve(model: SuperResolutionUNet, image: torch.Tensor, schedule: Noi
     device = model_device(model)
     z = image.to(device)
     if noise_level > 0:
-        noise = seeded_noise(image.shape, seed + 1, device=device)
-        z = noise_conditioning_augmentation(z, noise_level, schedule, noise)
-    cond = {"image": z, "noise_level": torch.full((B,), noise_level, dtype=torch.long, device=device)}
+        cond = augment_low_res(z, schedule, noise_level=noise_level, generator=torch.Generator().manual_seed(seed + 1))
+    else:                                                        # level 0: the image as it is
+        cond = {"image": z, "noise_level": torch.zeros(B, dtype=torch.long, device=device)}
     x_T = seeded_noise((B, C, size, size), seed, device=device)
     x = sample_ddim(model, x_T, schedule, num_inference_steps, cond=cond, prediction_type=prediction_type,
                     progress=False)
