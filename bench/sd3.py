@@ -1,6 +1,13 @@
-"""SD3's MM-DiT (a rectified flow) against the cross-attention U-Net, trained for equal CPU time (notebook 10c).
+"""SD3's MM-DiT (a rectified flow) against the cross-attention U-Net, trained for equal CPU time (notebook 10d).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/sd3.py MMDIT.pt UNET.pt [UNET_FLOW.pt]   # files of scripts/train_sd3.py
+    .venv/bin/python bench/sd3.py race --seconds 110        # notebook 10d's race, its code, a few minutes
+
+``race`` runs notebook 10d's section 3 as the notebook does: ``train_race("mmdit")`` in a second process on
+one thread (``dlcourse.background.in_background``) and ``train_race("unet")`` here on one thread, for the
+same ``--seconds`` of process CPU time, then the same table of prompt accuracy and FD at the same network calls
+(``race_sample``) for the held-in prompts of ``make_shapes(--n, seed=1)``. Run it on an otherwise idle
+2-core machine (each training takes a core); the notebook's claim ranges come from its runs.
 
 A script, not a test. The files come from ``scripts/train_sd3.py`` with the same ``--cpu-seconds``: the same
 data, text encoder, caption dropout, batch and budget in process CPU seconds. ``unet_flow``, the U-Net trained
@@ -22,6 +29,7 @@ machine's load with the figures.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -37,6 +45,8 @@ from dlcourse.rectified_flow import sample_flow
 from dlcourse.samplers import sample_ddim
 from dlcourse.schedules import get_schedule
 from dlcourse.systems import MMDiT  # noqa: F401  (registers the MM-DiT for build_model)
+from dlcourse.systems.sd3 import race_sample, train_race
+from dlcourse.background import cpu_threads, in_background
 
 
 def load(path) -> tuple[TextToImage, dict]:
@@ -100,5 +110,48 @@ def main() -> None:
     print("\n".join(rows))
 
 
+def race() -> None:
+    p = argparse.ArgumentParser(description="notebook 10d's race: the MM-DiT against the U-Net for equal seconds")
+    p.add_argument("race")
+    p.add_argument("--seconds", type=float, default=110, help="each model's training, CPU seconds")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--n", type=int, default=128, help="prompts drawn (held-in ones are kept)")
+    p.add_argument("--steps", type=int, default=20, help="sampler steps (network calls per image at w = 1)")
+    p.add_argument("--seed", type=int, default=0, help="the trainings' seed")
+    p.add_argument("--other", default="mmdit", choices=["mmdit", "unet_flow"], help="the model in the background")
+    args = p.parse_args()
+    start = time.perf_counter()
+    job = in_background(train_race, args.other, cpu_seconds=args.seconds, batch_size=args.batch_size, seed=args.seed,
+                        threads=1)
+    with cpu_threads(1):
+        runs = {"unet": train_race("unet", cpu_seconds=args.seconds, batch_size=args.batch_size, seed=args.seed)}
+    runs[args.other] = job.result()
+    print(f"trained side by side in {time.perf_counter() - start:.0f} s; load {open('/proc/loadavg').read().split()[:3]}",
+          flush=True)
+    test = make_shapes(args.n, size=16, seed=1)
+    prompts = [c for c, h in zip(test.captions, held_out(test.captions, ["blue triangle"]).tolist()) if not h]
+    reference = make_shapes(2 * len(prompts), size=16, seed=2).images
+    x_T = torch.randn(len(prompts), 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    judge = load_judge(16)
+    names = {"mmdit": "MM-DiT", "unet": "U-Net", "unet_flow": "U-Net, flow"}
+    rows = []
+    for kind in (args.other, "unet"):
+        r = runs[kind]
+        print(f"{names[kind]}: {r.steps} steps of {args.batch_size} in {r.cpu_seconds:.0f} CPU s ({r.seconds:.0f} s), loss of the last 50 steps "
+              f"{sum(r.losses[-50:]) / len(r.losses[-50:]):.4f}", flush=True)
+        for w in (1.0, 3.0):
+            t0 = time.perf_counter()
+            with cpu_threads(1):
+                x = race_sample(kind, r.ema_model, prompts, x_T, steps=args.steps, guidance_scale=w)
+            acc, q = prompt_accuracy(judge, x, prompts), quality_report(judge, x, reference)
+            rows.append(f"| {names[kind]} | {r.steps} | {w:g} | {args.steps * (1 if w == 1 else 2)} | {acc.all:.3f} | "
+                        f"{acc.valid:.3f} | {q.fd:.2f} | {q.fd_floor:.2f} | {time.perf_counter() - t0:.1f} |")
+            print(rows[-1], flush=True)
+    print(f"\n{len(prompts)} held-in prompts, {args.seconds:g} s of training each, seed {args.seed}, batch "
+          f"{args.batch_size}, total {time.perf_counter() - start:.0f} s\n"
+          "| model | steps | w | calls / image | all | valid | FD | floor | s |\n|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
 if __name__ == "__main__":
-    main()
+    race() if sys.argv[1:2] == ["race"] else main()

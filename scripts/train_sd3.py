@@ -1,4 +1,4 @@
-"""Train SD3's MM-DiT as a rectified flow and the course's cross-attention U-Net at equal CPU time (notebook 10c).
+"""Train SD3's MM-DiT as a rectified flow and the course's cross-attention U-Net at equal CPU time (notebook 10d).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sd3.py mmdit --cpu-seconds 600 --out /tmp/sd3/mmdit.pt
     OMP_NUM_THREADS=1 .venv/bin/python scripts/train_sd3.py unet  --cpu-seconds 600 --out /tmp/sd3/unet.pt
@@ -23,6 +23,9 @@ with ``diffusion_loss``; lr 8e-4 as ``scripts/train_conditioning.py``.
 
 ``unet_flow``: the same U-Net trained as the MM-DiT is, a rectified flow with logit-normal t (``time_scale =
 1000``), lr 8e-4: beside the other two it separates what the architecture costs from what the objective does.
+
+The networks and the losses are ``race_network`` and ``race_loss`` of ``dlcourse.systems.sd3``, which
+notebook 10d's race trains for a shorter budget beside each other (``train_race``).
 
 Equal CPU time: the budget is process CPU seconds (``time.process_time``, which the machine's load does
 not inflate as it does wall time), not steps. The script first times 12 steps (after 3 to warm up) to
@@ -54,12 +57,8 @@ from dlcourse.conditioning import TextToImage, Tokenizer
 from dlcourse.conditioning.text_to_image import held_out, text_batches
 from dlcourse.data import make_shapes
 from dlcourse.loop import TrainConfig, fit
-from dlcourse.models import UNet, UNetConfig
-from dlcourse.parameterization import diffusion_loss
 from dlcourse.pretrained import load_pretrained
-from dlcourse.rectified_flow import flow_matching_loss
-from dlcourse.schedules import get_schedule
-from dlcourse.systems import MMDiT, MMDiTConfig
+from dlcourse.systems.sd3 import RACE_MMDIT, race_loss, race_network
 
 IMAGE_SIZE = 16
 HOLD_OUT = ("blue triangle",)
@@ -97,27 +96,16 @@ FLOWS = ("mmdit", "unet_flow")
 
 
 def build(r: Recipe, context_dim: int) -> torch.nn.Module:
-    """The recipe's network, from random weights drawn from its seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(r.seed)
-        if r.kind == "mmdit":
-            return MMDiT(MMDiTConfig(context_dim=context_dim, **dict(r.mmdit)))
-        return UNet(UNetConfig(context_dim=context_dim, cross_attention_levels=2))
+    """The recipe's network, from random weights drawn from its seed (``dlcourse.systems.sd3.race_network``)."""
+    if r.kind == "mmdit" and dict(r.mmdit) != RACE_MMDIT:
+        raise ValueError(f"recipe: the MM-DiT of the race is {RACE_MMDIT}, the recipe says {dict(r.mmdit)}")
+    return race_network(r.kind, context_dim, r.seed)
 
 
 def loss_function(r: Recipe):
-    """``loss_fn(pipe, batch)`` for ``fit``: flow matching for the MM-DiT, the v-loss for the U-Net."""
-    schedule = get_schedule(r.schedule, r.T)
-
-    def loss_fn(pipe: TextToImage, batch: dict) -> torch.Tensor:
-        with torch.no_grad():
-            cond = pipe.text_encoder(batch["ids"], batch["mask"]).cond()          # frozen: tokens (B, L, D)
-        if r.kind in FLOWS:
-            return flow_matching_loss(pipe.unet, batch["x_0"], cond=cond, time_scale=r.time_scale,
-                                      t_sampling=r.t_sampling, logit_mean=r.logit_mean, logit_std=r.logit_std)
-        return diffusion_loss(pipe.unet, batch["x_0"], schedule, prediction_type=r.prediction_type, cond=cond)
-
-    return loss_fn
+    """``loss_fn(pipe, batch)`` for ``fit`` (``dlcourse.systems.sd3.race_loss``): flow matching with logit-normal t
+    for the MM-DiT and the flow U-Net, the v-loss on the cosine schedule for the U-Net."""
+    return race_loss(r.kind)
 
 
 def calibrated_steps(pipe, batches, loss_fn, r: Recipe, cpu_seconds: float, calibrate: int) -> int:

@@ -1,6 +1,7 @@
 """SD3's MM-DiT in miniature (dlcourse.systems.sd3): joint attention, two streams, a denoiser for the flow."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -9,7 +10,11 @@ from dlcourse.checkpoints import build_model, load_checkpoint, model_config, sav
 from dlcourse.conditioning import TextEncoder, TextEncoderConfig, TextToImage, Tokenizer
 from dlcourse.rectified_flow import flow_matching_loss, sample_flow
 from dlcourse.systems import MMDiT, MMDiTConfig, joint_attention
-from dlcourse.systems.sd3 import MMDiTBlock
+from dlcourse.models import UNet
+from dlcourse.parameterization import diffusion_loss
+from dlcourse.schedules import get_schedule
+from dlcourse.systems.sd3 import (RACE_KINDS, MMDiTBlock, cpu_budget, race_loss, race_network, race_sample,
+                                  train_race)
 
 B, N, L, D, HEADS = 2, 6, 4, 8, 2
 
@@ -195,3 +200,92 @@ def test_denoiser_for_the_flow_with_guidance_and_checkpoint(tmp_path):
     save_checkpoint(path, model, model_config(model))
     again = build_model(load_checkpoint(path)).eval()
     torch.testing.assert_close(again(x_T, torch.tensor([5.0, 5.0]), cond), model(x_T, torch.tensor([5.0, 5.0]), cond))
+
+
+# ---- the race of notebook 10d ----
+
+def tiny_pipe(kind):
+    tok = Tokenizer.default()
+    torch.manual_seed(0)
+    encoder = TextEncoder(TextEncoderConfig(vocab_size=len(tok), max_length=tok.max_length, dim=64, depth=1,
+                                            heads=2))
+    return TextToImage(race_network(kind, 64, seed=1), encoder, tok)
+
+
+def test_race_network_recipes():
+    mmdit, unet = race_network("mmdit"), race_network("unet")
+    assert isinstance(mmdit, MMDiT) and isinstance(unet, UNet)
+    assert mmdit.config.hidden_dim == 92 and mmdit.config.depth == 4 and mmdit.config.patch_size == 2
+    assert 0.9e6 < sum(p.numel() for p in mmdit.parameters()) < 1.0e6
+    assert 0.85e6 < sum(p.numel() for p in unet.parameters()) < 0.95e6
+    torch.manual_seed(5)
+    state = torch.random.get_rng_state()
+    again = race_network("mmdit")
+    assert torch.equal(torch.random.get_rng_state(), state)                  # the global state is left alone
+    for a, b in zip(mmdit.parameters(), again.parameters()):
+        assert torch.equal(a, b)
+    other = race_network("mmdit", seed=1)
+    assert any(not torch.equal(a, b) for a, b in zip(mmdit.parameters(), other.parameters()))
+    with pytest.raises(ValueError, match="kind"):
+        race_network("dit")
+
+
+@pytest.mark.parametrize("kind", RACE_KINDS)
+def test_race_loss_is_the_recipe(kind):
+    pipe = tiny_pipe(kind)
+    ids, mask = pipe.tokenizer.encode(["a large red circle at the top left", "a small blue square in the centre"])
+    batch = {"x_0": torch.rand(2, 3, 16, 16) * 2 - 1, "ids": ids, "mask": mask}
+    torch.manual_seed(3)
+    got = race_loss(kind)(pipe, batch)
+    cond = pipe.text_encoder(ids, mask).cond()
+    torch.manual_seed(3)
+    if kind == "unet":
+        want = diffusion_loss(pipe.unet, batch["x_0"], get_schedule("cosine", 1000), prediction_type="v_prediction",
+                              cond=cond)
+    else:
+        want = flow_matching_loss(pipe.unet, batch["x_0"], cond=cond, time_scale=1000, t_sampling="logit_normal",
+                                  logit_mean=0.0, logit_std=1.0)
+    torch.testing.assert_close(got, want)
+    got.backward()
+    assert all(p.grad is None for p in pipe.text_encoder.parameters())         # the text encoder stays frozen
+
+
+def test_cpu_budget_stops_after_the_cpu_seconds():
+    def busy_batches():
+        i = 0
+        while True:
+            start = time.process_time()
+            while time.process_time() - start < 0.02:                       # 0.02 CPU s of work per batch
+                pass
+            yield i
+            i += 1
+
+    assert list(cpu_budget(iter(range(5)), 100.0)) == [0, 1, 2, 3, 4]       # ends with its source
+    assert list(cpu_budget(busy_batches(), 0.0)) == [0]                      # the clock starts at the first batch
+    got = list(cpu_budget(busy_batches(), 0.1))
+    assert 4 <= len(got) <= 7 and got == list(range(len(got)))
+    with pytest.raises(ValueError, match="cpu_seconds"):
+        list(cpu_budget(busy_batches(), -1.0))
+
+
+def test_train_race_and_sample():
+    result = train_race("mmdit", steps=2, n_train=64, batch_size=4)
+    assert result.steps == 2 and result.cpu_seconds > 0 and isinstance(result.ema_model, TextToImage)
+    prompts = ["a large red circle at the top left", "a small blue square in the centre"]
+    x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    x = race_sample("mmdit", result.ema_model, prompts, x_T, steps=2, guidance_scale=3.0, shift=3.0)
+    assert x.shape == (2, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    budget = train_race("unet", cpu_seconds=0.0, n_train=64, batch_size=4)
+    assert budget.steps == 1                                                 # the budget is spent after one step
+    x = race_sample("unet", budget.ema_model, prompts, x_T, steps=2)
+    assert x.shape == (2, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    with pytest.raises(ValueError, match="shift"):
+        race_sample("unet", budget.ema_model, prompts, x_T, shift=3.0)
+    with pytest.raises(TypeError, match="pipe"):
+        race_sample("mmdit", result.ema_model.unet, prompts, x_T)
+    with pytest.raises(ValueError, match="x_T"):
+        race_sample("mmdit", result.ema_model, prompts[:1], x_T)
+    with pytest.raises(ValueError, match="cpu_seconds, steps"):
+        train_race("unet")
+    with pytest.raises(ValueError, match="hold_out"):
+        train_race("unet", steps=1, n_train=1, hold_out=["circle", "square", "triangle"])

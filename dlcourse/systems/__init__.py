@@ -3,7 +3,7 @@
 from .sd1 import StableDiffusionMini, guided_prediction, training_loss  # noqa: E402  (notebook 10a)
 from .imagen import dynamic_threshold, saturation, static_threshold  # noqa: E402  (notebook 10b)
 from .flux import guidance_distillation_loss, guidance_distillation_target, load_guidance_distilled  # noqa: E402  (10b)
-from .sd3 import MMDiT, MMDiTConfig, joint_attention  # noqa: E402  (notebook 10c)
+from .sd3 import MMDiT, MMDiTConfig, joint_attention, race_sample, train_race  # noqa: E402  (notebook 10d)
 from .sdxl import (MicroConditioning, RefinerSwitch, crop_embedding, cut_off, high_frequency_energy,  # noqa: E402
                    random_crops, sample_with_refiner, shrink, size_embedding)  # (notebook 10c)
 from .sdxl_text import DualTextUNet, SDXLTextToImage, dual_text_embeddings, load_sdxl_text_to_image  # noqa: E402  (10c)

@@ -1,4 +1,4 @@
-"""Stable Diffusion 3 in miniature: the MM-DiT, text and image tokens in one joint attention (notebook 10c).
+"""Stable Diffusion 3 in miniature: the MM-DiT, text and image tokens in one joint attention (notebook 10d).
 
     mmdit = MMDiT(MMDiTConfig(context_dim=64))                      # the denoiser, ~1M parameters
     pipe = TextToImage(mmdit, clip.text_encoder, tokenizer)         # frozen encoder, the empty prompt for cond=None
@@ -29,10 +29,21 @@ The model is an ordinary denoiser ``model(x_t, t, cond)`` with ``cond = {"contex
 ``cond=None``, and ``dlcourse.rectified_flow.sample_flow`` samples it with classifier-free guidance.
 Training: ``flow_matching_loss`` with SD3's logit-normal t (``scripts/train_sd3.py``, figures in
 bench/README.md from ``bench/sd3.py``).
+
+The race of notebook 10d, the MM-DiT against the course's cross-attention U-Net for the same seconds::
+
+    job = in_background(train_race, "mmdit", cpu_seconds=110, threads=1)     # dlcourse.background
+    with cpu_threads(1):
+        unet = train_race("unet", cpu_seconds=110)                           # the same CPU seconds, beside it
+    mmdit = job.result()
+    x = race_sample("mmdit", mmdit.ema_model, prompts, x_T, guidance_scale=3.0)   # (B, 3, 16, 16) in [-1, 1]
+
+``race_network`` and ``race_loss`` are the recipes ``scripts/train_sd3.py`` trains for longer.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -40,12 +51,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..conditioning.cross_attention import check_mask
+from ..conditioning.text_to_image import TextToImage, held_out, text_batches
+from ..conditioning.tokenizer import Tokenizer
+from ..data import make_shapes
+from ..loop import TrainConfig, TrainResult, fit
 from ..models.common import check_model_input, parse_cond, register_model
 from ..models.dit import FinalLayer, modulate
 from ..models.embeddings import TimeEmbedding, sincos_2d
-from ..validation import check_int, check_tensor
+from ..models.unet import UNet, UNetConfig
+from ..parameterization import diffusion_loss
+from ..rectified_flow import flow_matching_loss, sample_flow
+from ..samplers import sample_ddim
+from ..schedules import get_schedule
+from ..validation import check_choice, check_int, check_number, check_tensor
 
-__all__ = ["MMDiT", "MMDiTBlock", "MMDiTConfig", "joint_attention"]
+__all__ = ["MMDiT", "MMDiTBlock", "MMDiTConfig", "RACE_KINDS", "joint_attention", "race_loss", "race_network",
+           "cpu_budget", "race_sample", "train_race"]
 
 
 def joint_attention(q_img: torch.Tensor, k_img: torch.Tensor, v_img: torch.Tensor, q_txt: torch.Tensor,
@@ -240,3 +261,148 @@ class MMDiT(nn.Module):
     def from_config(cls, config: dict) -> "MMDiT":
         return cls(MMDiTConfig(**config))
 
+
+
+# ---- the race: the MM-DiT and the cross-attention U-Net trained the same way for the same time ----
+
+RACE_KINDS = ("mmdit", "unet", "unet_flow")
+"""``"mmdit"``: the MM-DiT as a rectified flow; ``"unet"``: 07a's cross-attention U-Net with its own recipe
+(v-prediction on the cosine schedule); ``"unet_flow"``: that U-Net trained as the MM-DiT is."""
+FLOW_KINDS = ("mmdit", "unet_flow")
+RACE_MMDIT = dict(hidden_dim=92, depth=4, num_heads=4, patch_size=2, mlp_ratio=2.0)   # 0.94M parameters
+RACE_LR = {"mmdit": 1e-3, "unet": 8e-4, "unet_flow": 8e-4}
+TIME_SCALE = 1000.0                       # the flows see t * 1000, as the U-Net sees its timestep
+SCHEDULE, T = "cosine", 1000              # the v-prediction U-Net's
+TEXT_ENCODER = "clip_shapes16"
+
+
+def race_network(kind: str, context_dim: int = 64, seed: int = 0) -> nn.Module:
+    """The race's denoiser for ``kind`` (one of ``RACE_KINDS``), from random weights drawn from ``seed``.
+
+    ``"mmdit"``: ``MMDiT`` of width 92, 4 blocks, 4 heads, 2 x 2 patches (0.94M parameters);
+    ``"unet"``, ``"unet_flow"``: the default ``UNet`` with cross-attention at 4 x 4 and 8 x 8 (0.90M),
+    07a's ``shapes16_unet_text`` architecture. Torch's global random state is left as it was.
+    """
+    check_choice("kind", kind, RACE_KINDS)
+    check_int("context_dim", context_dim, minimum=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(check_int("seed", seed))
+        if kind == "mmdit":
+            return MMDiT(MMDiTConfig(context_dim=context_dim, **RACE_MMDIT))
+        return UNet(UNetConfig(context_dim=context_dim, cross_attention_levels=2))
+
+
+def race_loss(kind: str):
+    """``loss_fn(pipe, batch)`` for ``dlcourse.loop.fit`` on ``text_batches``, ``pipe`` a ``TextToImage``.
+
+    The flows (``"mmdit"``, ``"unet_flow"``): ``flow_matching_loss`` with SD3's logit-normal t (m = 0,
+    s = 1), ``time_scale = 1000``. ``"unet"``: ``diffusion_loss`` with v-prediction on the cosine schedule
+    (T = 1000). The caption's tokens come from the frozen text encoder, without gradients.
+    """
+    check_choice("kind", kind, RACE_KINDS)
+    schedule = get_schedule(SCHEDULE, T)
+
+    def loss_fn(pipe: TextToImage, batch: dict) -> torch.Tensor:
+        with torch.no_grad():
+            cond = pipe.text_encoder(batch["ids"], batch["mask"]).cond()          # frozen: tokens (B, L, D)
+        if kind in FLOW_KINDS:
+            return flow_matching_loss(pipe.unet, batch["x_0"], cond=cond, time_scale=TIME_SCALE,
+                                      t_sampling="logit_normal", logit_mean=0.0, logit_std=1.0)
+        return diffusion_loss(pipe.unet, batch["x_0"], schedule, prediction_type="v_prediction", cond=cond)
+
+    return loss_fn
+
+
+def cpu_budget(batches, cpu_seconds: float):
+    """The batches of ``batches`` until this process has used ``cpu_seconds`` of CPU time since the first.
+
+    Process CPU time (``time.process_time``), not wall-clock time: a busy machine slows a training down
+    but does not shorten its budget, so two trainings side by side get the same computation whatever
+    else runs. ``fit`` stops when the batches run out.
+    """
+    check_number("cpu_seconds", cpu_seconds, minimum=0.0)
+    start = None
+    for batch in batches:
+        now = time.process_time()
+        if start is None:
+            start = now
+        elif now - start >= cpu_seconds:
+            return
+        yield batch
+
+
+def train_race(kind: str, *, cpu_seconds: float | None = None, steps: int | None = None, n_train: int = 20_000,
+               batch_size: int = 32, lr: float | None = None, seed: int = 0, hold_out=("blue triangle",),
+               progress: bool = False) -> TrainResult:
+    """Train the race's ``kind`` from random weights on captioned 16 px shapes; returns ``fit``'s result.
+
+    The data are ``make_shapes(n_train, size=16, seed=0)`` less the captions that hold a ``hold_out``
+    combination; the text encoder is the frozen ``clip_shapes16``; captions drop to the empty prompt at
+    p = 0.15 (for guidance); AdamW at a constant ``lr`` (``RACE_LR[kind]`` if None), EMA 0.999 (with its
+    warm-up), fp32, on this process's CPU threads (one in the race). The budget is ``cpu_seconds`` of
+    process CPU time (``cpu_budget``) and/or ``steps``: two runs side by side on one thread each
+    (``dlcourse.background``) get the same computation, on an idle 2-core machine in the same seconds.
+
+    Args:
+        kind: one of ``RACE_KINDS``.
+        cpu_seconds, steps: the budget; at least one.
+        n_train: training images drawn. batch_size: images per step.
+        lr: the learning rate, or None for the recipe's. seed: the weights' and the loop's seed.
+        hold_out: attribute combinations never trained on.
+        progress: show a progress bar.
+
+    Returns:
+        A ``TrainResult``: ``result.ema_model`` is a ``TextToImage`` to sample with ``race_sample``;
+        ``result.cpu_seconds`` is the CPU time the training loop took.
+    """
+    from ..pretrained import load_pretrained                    # the asset registry, loaded when needed
+
+    check_choice("kind", kind, RACE_KINDS)
+    check_int("n_train", n_train, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    if cpu_seconds is None and steps is None:
+        raise ValueError("cpu_seconds, steps: give a budget, at least one of them")
+    clip, info = load_pretrained(TEXT_ENCODER, device="cpu")
+    tokenizer = Tokenizer(**info["tokenizer"])
+    pipe = TextToImage(race_network(kind, clip.text_encoder.config.dim, seed), clip.text_encoder, tokenizer)
+    data = make_shapes(n_train, size=16, seed=0)
+    keep = ~held_out(data.captions, list(hold_out)) if hold_out else torch.ones(n_train, dtype=torch.bool)
+    if not bool(keep.any()):
+        raise ValueError(f"hold_out: {hold_out!r} removes every one of the {n_train} training captions")
+    ids, mask = tokenizer.encode([c for c, k in zip(data.captions, keep.tolist()) if k])
+    batches = text_batches(data.images[keep], ids, mask, batch_size=batch_size, p_uncond=0.15, tokenizer=tokenizer)
+    if cpu_seconds is not None:
+        batches = cpu_budget(batches, cpu_seconds)
+    config = TrainConfig(steps=steps, seconds=None if steps is not None else 1e9,    # the CPU budget ends it
+                         lr=RACE_LR[kind] if lr is None else lr, ema_decay=0.999, precision="fp32", device="cpu", seed=seed, progress=progress)
+    start = time.process_time()
+    result = fit(pipe, batches, race_loss(kind), config)
+    result.cpu_seconds = time.process_time() - start
+    return result
+
+
+def race_sample(kind: str, pipe: TextToImage, prompts, x_T: torch.Tensor, *, steps: int = 20,
+                guidance_scale: float = 3.0, shift: float = 1.0) -> torch.Tensor:
+    """Samples of a race model for ``prompts`` from the noise ``x_T`` (B, 3, H, W): (B, 3, H, W) in [-1, 1].
+
+    The flows (``"mmdit"``, ``"unet_flow"``): Euler's method on the flow (``sample_flow``), ``steps``
+    steps at SD3's time ``shift`` (1: none), the samples clamped to [-1, 1]. ``"unet"``: DDIM with
+    v-prediction on the cosine schedule, x_0 clipped (``shift`` must be 1). Either way ``steps``
+    network calls per image at ``guidance_scale`` 1, twice as many with guidance (the prompt and the
+    empty prompt).
+    """
+    check_choice("kind", kind, RACE_KINDS)
+    if not isinstance(pipe, TextToImage):
+        raise TypeError(f"pipe: expected a TextToImage (a race result's ema_model), got {type(pipe).__name__}")
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    check_tensor("x_T", x_T, shape=(len(prompts), None, None, None), floating=True)
+    check_number("shift", shift, minimum=1e-6)
+    if kind not in FLOW_KINDS and shift != 1:
+        raise ValueError(f"shift: the U-Net samples with DDIM on its own schedule, expected 1, got {shift}")
+    with torch.no_grad():
+        cond = pipe.cond(prompts)
+        if kind in FLOW_KINDS:
+            return sample_flow(pipe, x_T, steps, time_scale=TIME_SCALE, shift=shift, cond=cond,
+                               guidance_scale=guidance_scale).clamp(-1, 1)
+        return sample_ddim(pipe, x_T, get_schedule(SCHEDULE, T), steps, cond=cond, guidance_scale=guidance_scale,
+                           prediction_type="v_prediction", progress=False)
