@@ -8,3 +8,5 @@ from .sdxl import (MicroConditioning, RefinerSwitch, crop_embedding, cut_off, hi
                    random_crops, sample_with_refiner, shrink, size_embedding)  # (notebook 10c)
 from .sdxl_text import DualTextUNet, SDXLTextToImage, dual_text_embeddings, load_sdxl_text_to_image  # noqa: E402  (10c)
 from .cascade import ImagenCascade, SuperResolutionUNet, noise_conditioning_augmentation, super_resolve  # noqa: E402  (10b)
+from .dalle3 import (Captioner, caption_quality, corrupt_captions, load_recaptioning, recaption,  # noqa: E402
+                     terse_captions)  # (notebook 10e)
