@@ -197,3 +197,17 @@ def test_augment_low_res_draws_a_level_per_sample_in_training_and_uses_one_at_sa
     for kwargs in (dict(), dict(noise_level=3, max_noise_level=4), dict(noise_level=1000), dict(max_noise_level=-1)):
         with pytest.raises((TypeError, ValueError), match="noise_level"):
             augment_low_res(image, schedule, **kwargs)
+
+
+def test_a_residual_model_starts_at_the_bilinear_enlargement_and_keeps_its_flag_when_saved(tmp_path):
+    torch.manual_seed(0)
+    model = SuperResolutionUNet(SMALL, T=100, residual=True)
+    image = torch.rand(2, 3, 8, 8) * 2 - 1
+    out = model(torch.randn(2, 3, 16, 16), 50, {"image": image, "noise_level": 3})
+    assert torch.allclose(out, upsample(image, 16))               # conv_out starts at zero
+    x = super_resolve(model, image, cosine_schedule(100), num_inference_steps=4, prediction_type="sample")
+    assert torch.allclose(x, upsample(image, 16).clamp(-1, 1), atol=1e-5)
+    save_checkpoint(tmp_path / "r.pt", model, model_config(model))
+    assert build_model(load_checkpoint(tmp_path / "r.pt")).residual is True
+    with pytest.raises(TypeError, match="residual"):
+        SuperResolutionUNet(SMALL, residual=1)
