@@ -61,7 +61,7 @@ def test_registry_pins_every_shipped_file():
                           "scripts/train_lcm.py",
                           "scripts/train_ip_adapter.py", "scripts/train_controlnet.py",
                           "scripts/train_guidance_distilled.py",
-                          "scripts/train_sd1.py",
+                          "scripts/train_sd1.py", "scripts/train_dalle3.py",
                           "scripts/train_sdxl_text.py"), name
         assert (Path(__file__).resolve().parent.parent / script).is_file(), script
         total += path.stat().st_size
