@@ -154,3 +154,20 @@ def test_shipped_pair_recaptions_follow_detailed_prompts_better():
     assert rec.position > alt.position + 0.2
     assert rec.all_with_position > alt.all_with_position + 0.2
     assert rec.valid > 0.8
+
+
+def test_generate_draws_what_the_prompt_asks_from_a_seed():
+    from dlcourse.conditioning.text_to_image import read_positions
+    from dlcourse.systems.dalle3 import generate
+
+    torch.set_num_threads(1)
+    prompts = ["a small red circle at the top left", "a large cyan cross at the bottom right"] * 2
+    x = generate(prompts, num_inference_steps=10, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (4, 3, 16, 16) and float(x.abs().max()) <= 1.0
+    assert read_positions(x).tolist() == [0, 8, 0, 8]
+    again = generate(prompts[:1], num_inference_steps=10, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(again[0], x[0], atol=1e-5)
+    with pytest.raises(TypeError, match="prompt"):
+        generate([])
+    with pytest.raises(ValueError, match="name"):
+        generate("a red circle", name="shapes16_unet")

@@ -45,7 +45,7 @@ from ..models.common import register_model
 from ..validation import check_int, check_probability, check_tensor
 
 __all__ = ["ATTRIBUTES", "SHIPPED", "TUNED", "Captioner", "CaptionTunedWeights", "caption_quality",
-           "captioner_loss", "corrupt_attributes", "corrupt_captions", "load_recaptioning", "recaption",
+           "captioner_loss", "corrupt_attributes", "corrupt_captions", "generate", "load_recaptioning", "recaption",
            "terse_captions", "text_to_image_from_base", "train_captioner", "train_on_captions", "write_caption"]
 
 # The parameters train_on_captions trains (a regular expression on their names): the new cross-attention blocks, the
@@ -403,6 +403,36 @@ def load_recaptioning(name: str) -> tuple[TextToImage, dict]:
             raise ValueError(f"{name}: trained on {base} of SHA-256 {info[f'{base}_sha256']}, which is not the "
                              f"shipped one; retrain it: {info['command']}")
     return weights.float().pipe(), info
+
+
+@torch.no_grad()
+def generate(prompt, *, name: str = "dalle3_recaptioned_shapes16", num_inference_steps: int = 20,
+             guidance_scale: float = 3.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Images for prompts from a shipped model of notebook 10e: DDIM with classifier-free guidance.
+
+    Args:
+        prompt: a caption or a list of B captions ("a small red circle at the top left").
+        name: one of ``SHIPPED`` (the recaptioned model by default).
+        num_inference_steps: DDIM steps (two network calls each with guidance).
+        guidance_scale: w; 1 is no guidance.
+        generator: a CPU ``torch.Generator`` for the starting noise, or None for torch's global state.
+
+    Returns:
+        (B, 3, 16, 16) in [-1, 1], on the CPU.
+    """
+    from ..samplers import sample_ddim
+    from ..schedules import get_schedule
+
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise TypeError(f"prompt: expected a caption or a non-empty list of captions, got {prompt!r}")
+    check_int("num_inference_steps", num_inference_steps, minimum=1)
+    pipe, info = load_recaptioning(name)
+    x_T = torch.randn(len(prompts), 3, 16, 16, generator=generator)
+    x = sample_ddim(pipe, x_T, get_schedule(info["schedule"], info["T"]), num_inference_steps,
+                    cond=pipe.cond(prompts), guidance_scale=guidance_scale, prediction_type=info["prediction_type"],
+                    progress=False)
+    return x.clamp(-1, 1)
 
 
 def _check_attributes(name: str, attributes) -> dict:
