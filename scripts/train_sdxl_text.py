@@ -22,7 +22,12 @@ the same batches, dropped captions, timesteps and noise. ``--steps N --out FILE`
 
 Files are written in float16 (``train_conditioning._save``); paste the printed digests into
 dlcourse/pretrained.py. Measurements: ``bench/sdxl_text.py`` and bench/README.md, "SDXL's two text encoders".
-Recorded runs (shared 2-core machine, one thread): see the info of each file (seconds, load average at the end).
+Measured (the shipped files; shared 2-core machine at load 12-14, one thread): ``clip_shapes16_small`` (59K
+parameters, 0.13 MB) trained in 127 s, final loss 0.215, caption -> image top-1 99.5% among 100 held-out pairs
+(``clip_shapes16``: 100%). ``sdxl_text_shapes16`` (0.937M parameters, 1.93 MB) trained in 2184 s, mean loss of the
+last 200 steps 0.0162 (the one-encoder baseline beside it: 2168 s, 0.0164); with DDIM-20 on 247 held-in prompts it
+follows 98.8% in shape, colour and size at w = 1 (the baseline 97.6%) and 100% at w = 3 (the baseline 100%). The
+bench's table (two sets of noise, FD, the held-out blue triangle, each path alone) is in bench/README.md.
 """
 
 from __future__ import annotations
