@@ -26,6 +26,7 @@ GUARDED += ["00_welcome", "02_noise_schedules"]
 GUARDED += ["10a_stable_diffusion"]
 NO_PACKAGE_ANSWER |= {"test_to_model_range"}           # 00: the package has no bytes-to-[-1, 1] function
 GUARDED += ["10b_imagen_and_flux"]
+GUARDED += ["10d_sd3_mmdit"]
 GUARDED += ["10e_dalle3_recaptioning"]
 GUARDED += ["10c_sdxl"]
 
