@@ -10,9 +10,8 @@ images from the web are short and often off: they name the object and leave out 
 what colour, what is in the background, and at times name something the image does not show. A text-to-image model
 trained on them learns to ignore those words of a prompt. Their remedy is data, not architecture: train an image
 captioner, let it write a detailed ("descriptive synthetic") caption for every training image, and train the
-text-to-image model on those, mixed with a small share of the original captions (5% in the paper), so that it still
-understands short prompts. Measured by prompt following, the model trained on synthetic captions wins, and the more
-descriptive captions win more.
+text-to-image model on those, mixed with a small share of the original captions (5% for DALL-E 3). Measured by
+prompt following, the model trained on synthetic captions wins, and the more descriptive captions win more.
 
 The miniature on the shapes set, whose exact captions name four attributes ("a small red circle at the top left"):
 
