@@ -146,6 +146,24 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "dlcourse.systems.StableDiffusionMini.from_pretrained; >= 99% of prompts followed in shape, colour and "
            "size with DPM-Solver++(2M)-20 at w = 1 and 3",
            script="train_sd1"),
+    _entry("sdxl_shapes16_plain",
+           "55f09993673ea2752e8e4bef2b1825612245aaa62003e81ebea44167feeaace4",
+           "shapes16_unet fine-tuned (float16) on a third each of whole 16 px shapes, 16 px crops of 24 px ones and "
+           "8 px originals upsampled to 16, without micro-conditions: the SDXL miniature's baseline (notebook 10c)",
+           script="train_sdxl_crops"),
+    _entry("sdxl_shapes16_micro",
+           "759fbf6f5bb074cf9213bca35dd3e19fe6dec51a63d3c7408b561a50605a5078",
+           "shapes16_unet fine-tuned (float16) on the same data with SDXL's micro-conditions, original size and crop "
+           "corner, added to its time embedding (dlcourse.systems.sdxl.MicroConditioning; import that module "
+           "before loading); asked for (0, 0) at size 16 it cuts off 0.6-0.8% of its shapes against "
+           "sdxl_shapes16_plain's 14-16%, and asked for size 8 it draws blurry ones (notebook 10c)",
+           script="train_sdxl_crops"),
+    _entry("sdxl_shapes16_refiner",
+           "e4df2db3d7adce90ef21a0a2df4651ff2e9dec2759ca874ccd4c6572cbff0317",
+           "SDXL's refiner in miniature: a 0.20M U-Net (float16) trained from scratch on whole 16 px shapes at t < 200 "
+           "only, cosine T=1000, v-prediction; dlcourse.systems.sdxl.sample_with_refiner hands it the last steps "
+           "(notebook 10c)",
+           script="train_sdxl_crops"),
     _entry("guidance_distilled_shapes16",
            "1f3509add11bcf175e910606f77ea16a0595fc9ac09049c8392d333f3751c4de",
            "guidance-distilled student of shapes16_unet_text (Meng et al. 2023, stage one; Flux's guidance as an "

@@ -27,6 +27,21 @@ is then ``MicroConditioning(unet, original_size=True)`` (size features first, th
 SDXL's refiner in miniature: a fresh small U-Net (``REFINER_CONFIG``, 0.20M) trained from scratch on whole 16 px
 images at ``t < --t-max`` (200) only, v-prediction, the same optimiser at ``--lr``.
 
+Shipped (notebook 10c), each trained again by ``python scripts/train_sdxl_crops.py NAME`` (the run, then the file in
+``dlcourse/assets`` in float16 with its digest; ``--from RUN.pt`` exports a finished run instead):
+``sdxl_shapes16_plain`` (``plain --mix sizes``, 383 CPU s), ``sdxl_shapes16_micro`` (``micro --mix sizes``, 390 CPU s)
+and ``sdxl_shapes16_refiner`` (``refiner --lr 5e-4 --steps 4000``, 311 CPU s), seed 0, one thread on the shared
+machine at load 12-14. Their loss at t < 200 (v-prediction, 512 fresh whole images): ``shapes16_unet`` 0.0147, the
+refiner's training loss at the end 0.066; ``refiner --init base --lr 1e-4 --steps 1000`` (shapes16_unet fine-tuned
+at t < 200, 198 CPU s, not shipped: 1.6 MB) ends at 0.0145.
+
+Measured with ``--mix sizes`` (``bench/sdxl_crops.py``, 512 samples, DDIM-20, noise seeds 0 and 1; bench/README.md,
+"SDXL's original size and the refiner"): cut off 16.0/13.9% for ``plain``, 0.8/0.6% for ``micro`` at (0, 0) and
+size 16 (FD 114.9/109.8 against 11.8/12.0, floor 4.9); ``micro`` at (0, 0) and size 8: high-frequency share
+0.0083/0.0094 against 0.0410/0.0410 at size 16 (real sharp 0.0494, real 8 px upsampled 0.0091). The refiner below
+t = 100 (200) with DDIM-20 from ``shapes16_unet``: FD 1.23-1.50 (1.96-2.92) times the FD without it (256 samples,
+two noise seeds).
+
 The file (a plain ``torch.save`` dict, not shipped) holds the EMA weights in float16, the run's kind, steps and
 the process CPU seconds of training (``time.process_time``, which the machine's load does not inflate).
 
@@ -58,9 +73,10 @@ BATCH = 64
 REFINER_CONFIG = dict(base_channels=16, channel_mults=(1, 2, 2))        # 0.20M parameters
 
 
-def build(kind: str, mix: str = "crops") -> torch.nn.Module:
-    """The model of a run: the shipped ``shapes16_unet``, wrapped for ``micro``; a fresh small U-Net for ``refiner``."""
-    if kind == "refiner":
+def build(kind: str, mix: str = "crops", init: str = "scratch") -> torch.nn.Module:
+    """The model of a run: the shipped ``shapes16_unet``, wrapped for ``micro``; for ``refiner`` a fresh small U-Net
+    (``init="scratch"``) or ``shapes16_unet`` itself (``init="base"``, not shipped: 1.6 MB)."""
+    if kind == "refiner" and init == "scratch":
         return UNet(UNetConfig(**REFINER_CONFIG)).train()
     unet, _ = load_pretrained("shapes16_unet", device="cpu")
     unet.train()
@@ -70,7 +86,7 @@ def build(kind: str, mix: str = "crops") -> torch.nn.Module:
 def load_run(path) -> tuple[torch.nn.Module, dict]:
     """A file this script wrote: ``(model in float32, eval mode, info)``."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = build(blob["kind"], blob.get("mix", "crops"))
+    model = build(blob["kind"], blob.get("mix", "crops"), blob.get("init", "scratch"))
     model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
     return model.eval(), {k: v for k, v in blob.items() if k != "state_dict"}
 
@@ -108,23 +124,62 @@ def refiner_loss(model, x_0, schedule, t_max: int, generator) -> torch.Tensor:
     return F.mse_loss(model(x_t, t), prediction_target(x_0, eps, alpha_bar, "v_prediction"))
 
 
+# the shipped files: name -> (kind, mix, t_max, lr, steps) of the run that made them
+SHIPPED = {"sdxl_shapes16_plain": ("plain", "sizes", 200, 2e-4, 2000),
+           "sdxl_shapes16_micro": ("micro", "sizes", 200, 2e-4, 2000),
+           "sdxl_shapes16_refiner": ("refiner", "crops", 200, 5e-4, 4000)}
+
+
+def export(run_file, name: str) -> str:
+    """Store a run's EMA weights (float16) as ``dlcourse/assets/NAME.pt`` with its sidecar; return the digest."""
+    from dlcourse.checkpoints import model_config, save_checkpoint
+    from dlcourse.files import ASSET_DIR
+
+    model, info = load_run(run_file)
+    kind, mix, t_max, lr, steps = SHIPPED[name]
+    if (info["kind"], info.get("mix", "crops"), info["steps"]) != (kind, mix, steps):
+        raise ValueError(f"{run_file}: a {info['kind']} run of mix {info.get('mix')} and {info['steps']} steps, "
+                         f"but {name} is a {kind} run of mix {mix} and {steps} steps")
+    config = model_config(model.half(), schedule="cosine", T=1000, prediction_type="v_prediction", image_size=16,
+                          num_classes=None, clip_x0=True, data="shapes16")
+    extra = {**{k: v for k, v in info.items() if isinstance(v, (int, float, str))}, "base": "shapes16_unet"}
+    if kind == "refiner":
+        extra["t_max"], extra["base"] = t_max, None
+    digest = save_checkpoint(ASSET_DIR / f"{name}.pt", model, config, extra=extra)
+    print(f"{name}: {ASSET_DIR / (name + '.pt')} sha256 {digest}")
+    return digest
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=("plain", "micro", "refiner"))
+    p.add_argument("kind", choices=("plain", "micro", "refiner", *SHIPPED),
+                   help="a run (with --out), or a shipped file's name: its run, then the file in dlcourse/assets")
+    p.add_argument("--from", dest="src", type=Path, help="with a shipped name: export this finished run instead")
     p.add_argument("--mix", choices=("crops", "sizes"), default="crops",
                    help="crops: half whole, half crops; sizes: also 8 px originals (and the size condition)")
     p.add_argument("--t-max", type=int, default=200, help="refiner: its timesteps are 0..t_max-1")
+    p.add_argument("--init", choices=("scratch", "base"), default="scratch",
+                   help="refiner: a fresh small U-Net, or shapes16_unet fine-tuned on the low noise levels")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, help="the run's file (a shipped name: a temporary one by default)")
     p.add_argument("--seed", type=int, default=0, help="seeds the new layers, the batches, timesteps and noise")
     args = p.parse_args()
+    shipped = args.kind if args.kind in SHIPPED else None
+    if shipped and args.src is not None:
+        export(args.src, shipped)
+        return
+    if shipped:
+        args.kind, args.mix, args.t_max, args.lr, args.steps = SHIPPED[shipped]
+        args.out = args.out or Path(f"/tmp/{shipped}_run.pt")
+    elif args.out is None:
+        p.error("--out is required for a run")
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
 
     whole = make_shapes(10_000, size=16, seed=0).images                       # (10000, 3, 16, 16)
     big = make_shapes(10_000, size=24, seed=1).images                         # (10000, 3, 24, 24)
-    model = build(args.kind, args.mix)
+    model = build(args.kind, args.mix, args.init)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     schedule = get_schedule("cosine", 1000)
@@ -156,10 +211,12 @@ def main() -> None:
                   f"CPU {time.process_time() - start:.0f} s", flush=True)
     cpu = time.process_time() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"kind": args.kind, "mix": args.mix, "t_max": args.t_max, "lr": args.lr, "steps": args.steps,
-                "seed": args.seed, "cpu_seconds": cpu,
+    torch.save({"kind": args.kind, "mix": args.mix, "init": args.init, "t_max": args.t_max, "lr": args.lr,
+                "steps": args.steps, "seed": args.seed, "cpu_seconds": cpu,
                 "state_dict": {k: v.half() for k, v in ema.state_dict().items()}}, args.out)
     print(f"{args.kind}: {args.steps} steps in {cpu:.0f} CPU s -> {args.out}")
+    if shipped:
+        export(args.out, shipped)
 
 
 if __name__ == "__main__":
