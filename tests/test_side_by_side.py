@@ -78,13 +78,14 @@ def test_run_systems_refuses_bad_prompts_and_systems(judge, pool):
 
 def test_load_systems_builds_the_shipped_miniatures(judge):
     systems = load_systems(steps=2)
-    assert [s.name for s in systems] == ["Stable Diffusion 1.x", "Imagen", "Flux"] and len(SYSTEM_NAMES) == 3
-    assert [s.calls_per_image for s in systems] == [4, 4, 2], "guided steps cost two calls, the distilled one one"
+    assert [s.name for s in systems] == ["Stable Diffusion 1.x", "Imagen", "SDXL", "DALL-E 3", "Flux"]
+    assert len(SYSTEM_NAMES) == 5
+    assert [s.calls_per_image for s in systems] == [4, 4, 4, 4, 2], "guided steps cost two calls, distilled one"
     runs = run_systems(systems, PROMPT, judge, n=2, seed=1)
-    assert [tuple(r.images.shape) for r in runs] == [(2, 3, 32, 32), (2, 3, 16, 16), (2, 3, 16, 16)]
+    assert [tuple(r.images.shape) for r in runs] == [(2, 3, 32, 32)] + [(2, 3, 16, 16)] * 4
     again = run_systems(systems, PROMPT, judge, n=2, seed=1)
     assert all(torch.equal(a.images, b.images) for a, b in zip(runs, again)), "a seed gives the same pictures"
-    with pytest.raises(ValueError, match=r"names: expected some of \['sd1', 'imagen', 'flux'\], got \['dalle'\]"):
+    with pytest.raises(ValueError, match=r"names: expected some of \['sd1', 'imagen', 'sdxl', 'dalle3', 'flux'\], got \['dalle'\]"):
         load_systems(["dalle"])
 
 

@@ -135,7 +135,7 @@ def _accuracy_without_position(judge, images, wanted, n):
     return prompt_accuracy(judge, images, labels)
 
 
-SYSTEM_NAMES = ("sd1", "imagen", "flux")
+SYSTEM_NAMES = ("sd1", "imagen", "sdxl", "dalle3", "flux")
 
 
 def _sd1(device, steps: int, w: float) -> System:
@@ -187,7 +187,38 @@ def _flux(device, steps: int, w: float) -> System:
                   model.tokenizer)
 
 
-_BUILDERS = {"sd1": (_sd1, 3.0), "imagen": (_imagen, 7.5), "flux": (_flux, 3.0)}
+def _sdxl(device, steps: int, w: float) -> System:
+    from .sdxl_text import load_sdxl_text_to_image
+
+    pipe, _ = load_sdxl_text_to_image(device=device)
+
+    def generate(prompts, generator):
+        return pipe.generate(prompts, steps, w, generator=generator)
+
+    return System("SDXL", "two text encoders side by side, the second's pooled vector in the time embedding",
+                  generate, 2 * steps, pipe.tokenizer)
+
+
+def _dalle3(device, steps: int, w: float) -> System:
+    from ..samplers import sample_ddim
+    from ..schedules import get_schedule
+    from .dalle3 import load_recaptioning
+
+    pipe, info = load_recaptioning("dalle3_recaptioned_shapes16")
+    pipe = pipe.to(device) if device is not None else pipe
+    schedule = get_schedule(info["schedule"], info["T"])
+
+    def generate(prompts, generator):
+        x_T = torch.randn((len(prompts), 3, 16, 16), generator=generator).to(model_device(pipe))
+        return sample_ddim(pipe, x_T, schedule, steps, cond=pipe.cond(prompts), guidance_scale=w,
+                           prediction_type=info["prediction_type"], progress=False).cpu()
+
+    return System("DALL-E 3", "trained on a captioner's detailed captions instead of terse, partly wrong alt text",
+                  generate, 2 * steps, pipe.tokenizer)
+
+
+_BUILDERS = {"sd1": (_sd1, 3.0), "imagen": (_imagen, 7.5), "sdxl": (_sdxl, 3.0), "dalle3": (_dalle3, 3.0),
+             "flux": (_flux, 3.0)}
 
 
 def load_systems(names=SYSTEM_NAMES, *, device=None, steps: int = 20) -> list[System]:
@@ -195,8 +226,10 @@ def load_systems(names=SYSTEM_NAMES, *, device=None, steps: int = 20) -> list[Sy
 
     Args:
         names: some of ``SYSTEM_NAMES``: ``"sd1"`` (10a: the latent pipeline, DPM-Solver++(2M), w = 3),
-            ``"imagen"`` (10b: the pixel text model at w = 7.5 with dynamic thresholding, DDIM), ``"flux"`` (10b:
-            the guidance-distilled student at w = 3, DDIM, one call per step).
+            ``"imagen"`` (10b: the pixel text model at w = 7.5 with dynamic thresholding, DDIM), ``"sdxl"`` (10c:
+            the two-encoder model, DDIM, w = 3), ``"dalle3"`` (10e: the model trained on recaptions, DDIM,
+            w = 3), ``"flux"`` (10b: the guidance-distilled student at w = 3, DDIM, one call per step). SD3's
+            MM-DiT ships no weights: notebook 10d trains it.
         device: where the networks run (the CPU by default).
         steps: sampler steps for each.
 
