@@ -15,7 +15,7 @@ GRADED_MINIMUM = {"00_welcome": 1, "01_forward_diffusion": 3, "02_noise_schedule
                   "04_samplers": 6, "05_classifier_free_guidance": 3, "06_latent_diffusion": 5,
                   "07a_text_conditioning": 2, "08_few_step_generation": 6, "09_score_view": 3,
                   "07b_control_and_image_prompts": 4, "10a_stable_diffusion": 2}
-GRADED_MINIMUM["10b_imagen_and_flux"] = 2
+GRADED_MINIMUM["10b_imagen_and_flux"] = 3
 GRADED_MINIMUM["10d_sd3_mmdit"] = 2
 GRADED_MINIMUM["10e_dalle3_recaptioning"] = 1
 GRADED_MINIMUM["10c_sdxl"] = 2
