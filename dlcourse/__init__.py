@@ -39,8 +39,10 @@ The score view (notebook 09)
 - ``dlcourse.score``: exact scores of Gaussian mixtures, Langevin and annealed Langevin
 
 Systems in miniature (notebook 10)
-- ``dlcourse.systems``: landmark systems rebuilt from the course's parts: Stable Diffusion 1.x behind one call
-  (``sd1``)
+- ``dlcourse.systems``: landmark systems rebuilt from the course's parts, one idea each: Stable Diffusion 1.x behind
+  one call (``sd1``), Imagen's thresholding and cascade (``imagen``, ``cascade``), guidance distillation (``flux``),
+  SDXL's micro-conditions, refiner and two text encoders (``sdxl``, ``sdxl_text``), SD3's MM-DiT (``sd3``), DALL-E 3's
+  recaptioning (``dalle3``), and one prompt through all of them (``side_by_side``)
 
 Measuring (notebooks 03-05)
 - ``dlcourse.judge``: a small CNN that says whether a shapes image is real, and what it shows
