@@ -33,7 +33,7 @@ def _quiet_env(monkeypatch):
 
 def test_one_module_per_notebook():
     assert MODULES == ["control", "denoise", "fewstep", "forward", "guidance", "image_prompt", "latent", "samplers",
-                       "schedules", "score", "text"]
+                       "schedules", "score", "systems", "text"]
 
 
 @pytest.mark.parametrize("name", MODULES)
