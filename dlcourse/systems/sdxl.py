@@ -50,14 +50,7 @@ def crop_embedding(crops_coords_top_left: torch.Tensor, dim: int = 32, max_perio
     Returns:
         (B, 2 * dim) float32: ``[emb(c_top), emb(c_left)]``.
     """
-    check_tensor("crops_coords_top_left", crops_coords_top_left, ndim=2)
-    if crops_coords_top_left.shape[1] != 2:
-        raise ValueError(f"crops_coords_top_left: expected shape (B, 2) of (c_top, c_left), "
-                         f"got {tuple(crops_coords_top_left.shape)}")
-    check_positive("dim", dim, integer=True)
-    c = crops_coords_top_left.float()
-    return torch.cat([timestep_embedding(c[:, 0], dim, max_period),
-                      timestep_embedding(c[:, 1], dim, max_period)], dim=1)          # (B, 2 dim)
+    return _pair_embedding("crops_coords_top_left", crops_coords_top_left, dim, max_period)
 
 
 def size_embedding(original_size: torch.Tensor, dim: int = 32, max_period: float = 10000.0) -> torch.Tensor:
@@ -71,14 +64,18 @@ def size_embedding(original_size: torch.Tensor, dim: int = 32, max_period: float
     Returns:
         (B, 2 * dim) float32.
     """
-    check_tensor("original_size", original_size, ndim=2)
-    if original_size.shape[1] != 2:
-        raise ValueError(f"original_size: expected shape (B, 2) of (h_original, w_original), "
-                         f"got {tuple(original_size.shape)}")
+    return _pair_embedding("original_size", original_size, dim, max_period)
+
+
+def _pair_embedding(name: str, pairs: torch.Tensor, dim: int, max_period: float) -> torch.Tensor:
+    """(B, 2) pixel pairs -> (B, 2 * dim): each coordinate's sinusoidal embedding, concatenated."""
+    check_tensor(name, pairs, ndim=2)
+    if pairs.shape[1] != 2:
+        raise ValueError(f"{name}: expected shape (B, 2) of {_EXPECTED[name]}, got {tuple(pairs.shape)}")
     check_positive("dim", dim, integer=True)
-    s = original_size.float()
-    return torch.cat([timestep_embedding(s[:, 0], dim, max_period),
-                      timestep_embedding(s[:, 1], dim, max_period)], dim=1)          # (B, 2 dim)
+    p = pairs.float()
+    return torch.cat([timestep_embedding(p[:, 0], dim, max_period),
+                      timestep_embedding(p[:, 1], dim, max_period)], dim=1)          # (B, 2 dim)
 
 
 _EXPECTED = {"crops_coords_top_left": "(c_top, c_left)", "original_size": "(h_original, w_original)"}
