@@ -120,9 +120,16 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in (
            "(straightness 7x lower), 1-step Euler FD 2.4x below 1-RF's but still far above its own 50 steps",
            script="train_fewstep"),
     _entry("cm_shapes16_unet",
-           "3d78e196b8fa057672dd01c8a35e319b1f86c60c25be980e6e53a3d95aa1b4d1",
+           "226d7a2d836c51b6448d1406b2eb039ef5d73e6e17e72ec7c4096fde8dca1d6d",
            "consistency model distilled from flow_shapes16_unet, with the guidance scale w as an input (LCM, "
-           "GuidanceInput); load with dlcourse.consistency.load_consistency; ~90% valid in 4 calls",
+           "GuidanceInput); load with dlcourse.consistency.load_consistency; ~94% valid in 4 calls (N = 20 levels)",
+           script="train_fewstep"),
+    _entry("flow_shapes16_unet_1step",
+           "478f4b34f0a30acee8723925d9094d7bb1c7325a58829385502465d92371abf9",
+           "one-step model: flow_shapes16_unet_2rf's weights trained only at t = 0.999 so that one Euler step lands "
+           "where flow_shapes16_unet's 50-step ODE does, on 40,000 such pairs (Liu et al.'s distillation with k = 1, "
+           "dlcourse.rectified_flow.one_step_distillation_loss); sample with sample_flow(..., 1, cond=label); "
+           "the best single network call of notebook 08, still far above the flows' 50 steps",
            script="train_fewstep"),
     _entry("lcm_shapes32",
            "43e7e34506e0dc0d3af6f1416ca7511d64c5a9d95fdf53b329288c375e0151e1",

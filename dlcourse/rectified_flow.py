@@ -20,6 +20,7 @@ step lands close to where fifty do.
     trajectories(model, x_T, steps)            the points of the ODE's path, (steps + 1, B, ...)
     straightness(path)                         Liu et al.'s S: 0 for a straight path at constant speed
     reflow_pairs(model, n, steps=50)           the coupling (eps, x_0) that reflow trains on
+    one_step_distillation_loss(model, eps, x_0)  train one Euler step to land on the pair's x_0 (k = 1)
 
 A network is called as ``model(x_t, t * time_scale, cond)``: the course's networks embed timesteps
 0..999 (``dlcourse.models.embeddings``), so train and sample them with ``time_scale=1000``, the same in
@@ -49,8 +50,8 @@ from .samplers import LOOPS, FlowDenoiser, flow_times
 from .tensors import expand_like, seeded_noise, to_device
 from .validation import check_choice, check_int, check_number, check_positive, check_tensor
 
-__all__ = ["Coupling", "SOLVERS", "T_SAMPLINGS", "flow_matching_loss", "reflow_pairs", "sample_flow", "sample_times",
-           "straightness", "train_flow", "trajectories"]
+__all__ = ["Coupling", "SOLVERS", "T_SAMPLINGS", "flow_matching_loss", "one_step_distillation_loss", "reflow_pairs",
+           "sample_flow", "sample_times", "straightness", "train_flow", "trajectories"]
 
 T_SAMPLINGS = ("uniform", "logit_normal")
 SOLVERS = ("euler", "heun", "dpmpp_2m")          # deterministic: a flow's sample is a function of its noise
@@ -129,6 +130,37 @@ def flow_matching_loss(model, x_0: torch.Tensor, *, eps: torch.Tensor | None = N
     x_t = (1 - tt) * x_0 + tt * eps
     output = model(x_t, t * time_scale, cond)
     return F.mse_loss(output.float(), (eps - x_0).float())
+
+
+def one_step_distillation_loss(model, eps: torch.Tensor, x_0: torch.Tensor, *, cond=None,
+                               time_scale: float = 1.0) -> torch.Tensor:
+    """Liu et al.'s distillation with k = 1: one Euler step of the flow from ``eps`` should land on ``x_0``.
+
+    The pair ``(eps, x_0)`` comes from one ODE path (``reflow_pairs``). The prediction is exactly what
+    ``sample_flow(model, eps, 1)`` returns, but with gradient: the sampler starts at
+    ``x = scale(t_max) eps`` (t_max = 0.999, ``flow_times(1)``) and steps to t = 0,
+    ``x_0_hat = x - t_max v(x, t_max)``. The loss is the mean squared error to ``x_0``. Where
+    ``flow_matching_loss`` on the same pairs spreads the network over every t, this spends it all on
+    the one time a one-step sampler asks about (Liu et al. 2023, sec. 2.3, with an L2 distance).
+
+    Args:
+        model: a velocity network ``model(x_t, t, cond)``, e.g. a copy of a reflowed flow.
+        eps: (B, ...) noise, each row the start of ``x_0``'s ODE path. x_0: (B, ...) where the path ends.
+        cond: passed through to the model. time_scale: as in training.
+
+    Returns:
+        Scalar loss tensor, on the model's device.
+    """
+    check_tensor("x_0", x_0, floating=True)
+    eps = check_tensor("eps", eps, shape=tuple(x_0.shape), floating=True)
+    time_scale = check_number("time_scale", time_scale, above=0)
+    device = model_device(model)
+    x_0, cond = x_0.to(device), to_device(cond, device)
+    t_max = flow_times(1)[0]
+    x = FlowDenoiser.scale(t_max) * eps.to(device=device, dtype=x_0.dtype)          # (B, ...) the sampler's start
+    t = torch.full((x.shape[0],), t_max * time_scale, device=device, dtype=x_0.dtype)
+    x_0_hat = x - t_max * model(x, t, cond)
+    return F.mse_loss(x_0_hat.float(), x_0.float())
 
 
 def _coupling_batches(pairs: Coupling, batch_size: int):

@@ -18,11 +18,12 @@ from dlcourse.rectified_flow import sample_flow, straightness, trajectories
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N, EVAL_SEED = 256, 1
-NAMES = ("flow_shapes16_unet", "flow_shapes16_unet_2rf", "cm_shapes16_unet")
+NAMES = ("flow_shapes16_unet", "flow_shapes16_unet_2rf", "cm_shapes16_unet", "flow_shapes16_unet_1step")
 # Measured on this build (torch on one CPU thread; n = 256, where the floor is 23.0):
 FLOW_VALID, FLOW_FD_X = 0.93, 1.5     # 1-RF, Euler 8: 0.965 valid, FD 0.95x the floor
 S_RATIO = 0.3                         # 2-RF's straightness / 1-RF's on 20-step paths: 3.70 / 25.3 = 0.146
-CM_VALID, CM_FD_X = 0.85, 4.0          # CM, 4 calls on even times: 0.906 valid, FD 2.91x the floor
+CM_VALID, CM_FD_X = 0.90, 3.0          # CM, 4 calls on even times: 0.961 valid, FD 1.75x the floor
+ONE_STEP_VALID, ONE_STEP_GAIN = 0.6, 3.0  # one-step model, Euler 1: 0.719 valid, FD 4.55x below the 2-RF's (143 vs 650)
 RF2_FD_X, RF2_GAIN = 40, 1.8          # 2-RF, Euler 1: FD 28.2x the floor, 2.24x below 1-RF's 1 step (650 vs 1456)
 
 
@@ -80,6 +81,17 @@ def test_reflow_straightens_the_paths_and_one_step_is_far_better(judge, referenc
     one = report(judge, reference, sample_flow(flow2, x_T, 1, cond=labels, time_scale=ts))
     before = report(judge, reference, sample_flow(flow, x_T, 1, cond=labels, time_scale=ts))
     assert one.fd <= RF2_FD_X * one.fd_floor and one.fd < before.fd / RF2_GAIN, (one.fd / one.fd_floor, before.fd)
+
+
+def test_the_one_step_model_beats_the_2rf_at_one_step(judge, reference):
+    flow2, info = shipped("flow_shapes16_unet_2rf")
+    one_step, one_info = shipped("flow_shapes16_unet_1step")
+    assert (one_info["init"], one_info["teacher"]) == ("flow_shapes16_unet_2rf", "flow_shapes16_unet")
+    x_T, labels = noise_and_labels()
+    ts = info["time_scale"]
+    one = report(judge, reference, sample_flow(one_step, x_T, 1, cond=labels, time_scale=ts))
+    rf2 = report(judge, reference, sample_flow(flow2, x_T, 1, cond=labels, time_scale=ts))
+    assert one.valid_fraction >= ONE_STEP_VALID and one.fd < rf2.fd / ONE_STEP_GAIN, (one, rf2)
 
 
 def test_the_consistency_model_draws_valid_shapes_in_4_calls(judge, reference):

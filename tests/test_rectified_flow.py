@@ -19,8 +19,8 @@ import torch
 from dlcourse.data import make_toy
 from dlcourse.metrics import reference_distance, sample_distance
 from dlcourse.models import MLPDenoiser
-from dlcourse.rectified_flow import (Coupling, flow_matching_loss, reflow_pairs, sample_flow, sample_times,
-                                     straightness, train_flow, trajectories)
+from dlcourse.rectified_flow import (Coupling, flow_matching_loss, one_step_distillation_loss, reflow_pairs, sample_flow,
+                                     sample_times, straightness, train_flow, trajectories)
 from dlcourse.samplers import FlowDenoiser, flow_times
 from dlcourse.tensors import seeded_noise
 
@@ -240,6 +240,37 @@ def test_the_loss_feeds_the_model_on_its_device(with_eps):
     fed_on_the_models_device(lambda m: flow_matching_loss(m, x_0, eps=eps, t_sampling="logit_normal",
                                                           generator=torch.Generator().manual_seed(0)), MetaModel())
     fed_on_the_models_device(lambda m: flow_matching_loss(m, x_0, eps=eps, t=torch.rand(4)), MetaModel())
+
+
+# --- one-step distillation (k = 1) ------------------------------------------------------------------
+
+def test_one_step_distillation_predicts_what_the_one_step_sampler_returns():
+    model, eps, x_0 = Affine(a=0.5, b=1e-3), EPS.clone(), X0.clone()
+    loss = one_step_distillation_loss(model, eps, x_0, time_scale=1000)
+    sample = sample_flow(model, eps, 1, time_scale=1000)
+    assert loss.item() == pytest.approx(((sample - x_0) ** 2).mean().item(), rel=1e-6)     # the loss is in float32
+    x = math.hypot(1 - T_MAX, T_MAX) * eps                               # the sampler's start, by hand
+    x_0_hat = x - T_MAX * (0.5 * x + 1e-3 * T_MAX * 1000)
+    assert loss.item() == pytest.approx(((x_0_hat - x_0) ** 2).mean().item(), rel=1e-6)
+    for wrong in (eps - T_MAX * (0.5 * eps + 1e-3 * T_MAX * 1000),     # no scale at the start
+                  x - 1.0 * (0.5 * x + 1e-3 * 1.0 * 1000),              # t = 1 instead of t_max
+                  x + T_MAX * (0.5 * x + 1e-3 * T_MAX * 1000)):         # stepped along the velocity
+        assert loss.item() != pytest.approx(((wrong - x_0) ** 2).mean().item(), rel=1e-4)
+
+
+def test_one_step_distillation_is_zero_on_the_flows_own_one_step_ends_and_trains():
+    model, eps = Affine(a=0.5, b=1e-3), gaussian_data(8)
+    x_0 = sample_flow(model, eps, 1, time_scale=1000)                  # where one step of this flow lands
+    assert one_step_distillation_loss(model, eps, x_0, time_scale=1000).item() < 1e-20
+    x_0_unscaled = eps - T_MAX * (0.5 * eps + 1e-3 * T_MAX * 1000)     # the step without the start's scale
+    assert one_step_distillation_loss(model, eps, x_0_unscaled, time_scale=1000).item() > 1e-8
+    net = MLPDenoiser()
+    loss = one_step_distillation_loss(net, torch.randn(4, 2), torch.randn(4, 2), time_scale=1000)
+    loss.backward()
+    assert all(p.grad is not None for p in net.parameters())
+    fed_on_the_models_device(lambda m: one_step_distillation_loss(m, torch.randn(4, 2), torch.randn(4, 2)), MetaModel())
+    with pytest.raises(ValueError, match="eps"):
+        one_step_distillation_loss(net, torch.randn(4, 3), torch.randn(4, 2))
 
 
 @pytest.mark.parametrize("solver", ["euler", "heun", "dpmpp_2m"])
